@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Starts the test services on loopback, each once: the tansu Kafka broker (in-memory
+# storage) and moto's S3 server, then creates the test bucket. Pid files live in
+# $SPILLWAY_RUN; stop-services.sh kills exactly those pids. Prints the environment to use.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=env.sh
+source "$here/env.sh"
+log() { printf '[start-services] %s\n' "$*" >&2; }
+
+alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_port() { # host port seconds name
+  local deadline=$((SECONDS + $3))
+  until (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; do
+    if (( SECONDS > deadline )); then log "$4 did not open $1:$2 within $3s"; return 1; fi
+    sleep 0.2
+  done
+}
+
+start_tansu() {
+  local pidf="$SPILLWAY_RUN/tansu.pid"
+  if alive "$pidf"; then log "tansu already running (pid $(cat "$pidf"))"; return; fi
+  command -v tansu >/dev/null || { log "tansu missing: run e2e/scripts/install-services.sh"; exit 1; }
+  # Only the variables tansu reads are set; nothing from the caller's environment leaks in.
+  env -u CLUSTER_ID -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT -u DATA_LAKE \
+    RUST_LOG="${TANSU_LOG:-warn}" \
+    nohup tansu broker \
+      --listener-url "tcp://127.0.0.1:${SPILLWAY_KAFKA_PORT}" \
+      --advertised-listener-url "tcp://127.0.0.1:${SPILLWAY_KAFKA_PORT}" \
+      --storage-engine "memory://tansu/" \
+      >"$SPILLWAY_RUN/tansu.log" 2>&1 &
+  echo $! >"$pidf"
+  wait_port 127.0.0.1 "$SPILLWAY_KAFKA_PORT" 60 tansu
+  log "tansu on 127.0.0.1:${SPILLWAY_KAFKA_PORT} (pid $(cat "$pidf"))"
+}
+
+start_moto() {
+  local pidf="$SPILLWAY_RUN/moto.pid"
+  if alive "$pidf"; then log "moto already running (pid $(cat "$pidf"))"; return; fi
+  [[ -x "$SPILLWAY_TOOLS/venv/bin/moto_server" ]] || { log "moto missing: run e2e/scripts/install-services.sh"; exit 1; }
+  nohup "$SPILLWAY_TOOLS/venv/bin/moto_server" -H 127.0.0.1 -p "$SPILLWAY_S3_PORT" \
+    >"$SPILLWAY_RUN/moto.log" 2>&1 &
+  echo $! >"$pidf"
+  wait_port 127.0.0.1 "$SPILLWAY_S3_PORT" 60 moto
+  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
+    "$SPILLWAY_TOOLS/venv/bin/python" - "$SPILLWAY_S3_ENDPOINT" "${SPILLWAY_S3_BUCKET:-spillway-test}" <<'PY'
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+names = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+if sys.argv[2] not in names:
+    s3.create_bucket(Bucket=sys.argv[2])
+PY
+  log "moto on ${SPILLWAY_S3_ENDPOINT} (pid $(cat "$pidf")), bucket ${SPILLWAY_S3_BUCKET:-spillway-test}"
+}
+
+what="${1:-all}"
+case "$what" in
+  all) start_tansu; start_moto ;;
+  tansu) start_tansu ;;
+  moto) start_moto ;;
+  *) echo "usage: $0 [all|tansu|moto]" >&2; exit 2 ;;
+esac
+cat <<ENV
+export SPILLWAY_KAFKA_BOOTSTRAP=${SPILLWAY_KAFKA_BOOTSTRAP}
+export SPILLWAY_S3_ENDPOINT=${SPILLWAY_S3_ENDPOINT}
+export SPILLWAY_S3_BUCKET=${SPILLWAY_S3_BUCKET:-spillway-test}
+ENV

@@ -1,0 +1,188 @@
+//! A Confluent Schema Registry fixture: the REST subset Spillway uses, in-process on a
+//! loopback port, with fault injection (answer 503 to the next N requests).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct Inner {
+    schemas: Vec<String>,
+    subjects: HashMap<String, Vec<u32>>,
+    fail_next: u32,
+    requests: u64,
+    failed: u64,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+/// A running registry fixture; stops when dropped.
+#[derive(Debug)]
+pub struct RegistryFixture {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    state: Shared,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("schemas", &self.schemas.len())
+            .finish()
+    }
+}
+
+impl Drop for RegistryFixture {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn unavailable(s: &mut Inner) -> Option<Response> {
+    s.requests += 1;
+    if s.fail_next > 0 {
+        s.fail_next -= 1;
+        s.failed += 1;
+        return Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error_code": 50301, "message": "injected outage"})),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+fn not_found(code: u32, message: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error_code": code, "message": message})),
+    )
+        .into_response()
+}
+
+async fn by_id(State(st): State<Shared>, Path(id): Path<u32>) -> Response {
+    let Ok(mut s) = st.lock() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    if let Some(r) = unavailable(&mut s) {
+        return r;
+    }
+    match id.checked_sub(1).and_then(|i| s.schemas.get(i as usize)) {
+        Some(schema) => Json(json!({"schema": schema})).into_response(),
+        None => not_found(40403, "Schema not found"),
+    }
+}
+
+async fn version(
+    State(st): State<Shared>,
+    Path((subject, version)): Path<(String, String)>,
+) -> Response {
+    let Ok(mut s) = st.lock() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    if let Some(r) = unavailable(&mut s) {
+        return r;
+    }
+    let Some(ids) = s.subjects.get(&subject) else {
+        return not_found(40401, "Subject not found");
+    };
+    let idx = if version == "latest" {
+        ids.len()
+    } else {
+        version.parse::<usize>().unwrap_or(0)
+    };
+    match idx.checked_sub(1).and_then(|i| ids.get(i)) {
+        Some(id) => {
+            let schema = s.schemas.get(*id as usize - 1).cloned().unwrap_or_default();
+            Json(json!({"subject": subject, "id": id, "version": idx, "schema": schema}))
+                .into_response()
+        }
+        None => not_found(40402, "Version not found"),
+    }
+}
+
+fn register_in(s: &mut Inner, subject: &str, schema: &str) -> u32 {
+    let id = match s.schemas.iter().position(|x| x == schema) {
+        Some(i) => i as u32 + 1,
+        None => {
+            s.schemas.push(schema.to_string());
+            s.schemas.len() as u32
+        }
+    };
+    let versions = s.subjects.entry(subject.to_string()).or_default();
+    if !versions.contains(&id) {
+        versions.push(id);
+    }
+    id
+}
+
+async fn register(
+    State(st): State<Shared>,
+    Path(subject): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    let Ok(mut s) = st.lock() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    if let Some(r) = unavailable(&mut s) {
+        return r;
+    }
+    let Some(schema) = body.get("schema").and_then(Value::as_str) else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error_code": 42201, "message": "Invalid schema"})),
+        )
+            .into_response();
+    };
+    Json(json!({"id": register_in(&mut s, &subject, schema)})).into_response()
+}
+
+impl RegistryFixture {
+    /// Starts the fixture on `127.0.0.1:0`.
+    pub async fn start() -> std::io::Result<Self> {
+        let state: Shared = Arc::default();
+        let app = Router::new()
+            .route("/schemas/ids/{id}", get(by_id))
+            .route("/subjects/{subject}/versions/{version}", get(version))
+            .route("/subjects/{subject}/versions", post(register))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { url, state, task })
+    }
+
+    /// Registers a schema under a subject directly; returns its id.
+    pub fn register(&self, subject: &str, schema: &str) -> u32 {
+        self.state
+            .lock()
+            .map(|mut s| register_in(&mut s, subject, schema))
+            .unwrap_or(0)
+    }
+
+    /// Answers 503 to the next `n` requests.
+    pub fn fail_next(&self, n: u32) {
+        if let Ok(mut s) = self.state.lock() {
+            s.fail_next = n;
+        }
+    }
+
+    /// (requests served, requests answered 503).
+    pub fn counts(&self) -> (u64, u64) {
+        self.state
+            .lock()
+            .map(|s| (s.requests, s.failed))
+            .unwrap_or((0, 0))
+    }
+}

@@ -1,0 +1,127 @@
+//! Pure: `spec.format.avro` — encoding, schema registry, writer and reader schemas.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigMapKeyRef, SecretKeyRef, defaults, rules};
+
+/// How record values are encoded.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FormatSpec {
+    /// Avro values.
+    pub avro: AvroFormat,
+}
+
+/// Avro value encoding and schemas.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = rules::AVRO_RAW_NEEDS_WRITER)]
+#[x_kube(validation = rules::AVRO_CONFLUENT_NEEDS_REGISTRY)]
+#[x_kube(validation = rules::AVRO_CONFLUENT_NO_WRITER)]
+#[x_kube(validation = rules::AVRO_READER_REGISTRY_NEEDS_REGISTRY)]
+pub struct AvroFormat {
+    /// `confluent`: magic byte 0, a 4-byte big-endian schema id, then the Avro body (the
+    /// writer schema comes from the registry). `raw`: the bare Avro body (schemaless),
+    /// written with `writerSchema`.
+    pub encoding: AvroEncoding,
+    /// Confluent-compatible schema registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistrySpec>,
+    /// The writer schema of raw (schemaless) values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_schema: Option<SchemaSource>,
+    /// The schema rows are resolved to (Avro schema resolution): the table's schema.
+    /// Omitted: the writer schema (raw) or the first writer schema seen (confluent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader_schema: Option<ReaderSchema>,
+}
+
+/// Avro value encoding.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum AvroEncoding {
+    /// Bare Avro body with a writer schema from the spec.
+    Raw,
+    /// Confluent wire format with a schema id.
+    Confluent,
+}
+
+/// A Confluent-compatible schema registry.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchemaRegistrySpec {
+    /// Base URL, e.g. `http://schema-registry.kafka:8081`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// Basic-auth credentials (secret references).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// Timeout of one request (Go duration). Failed requests are retried with backoff.
+    #[serde(default = "defaults::registry_timeout")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"))]
+    pub timeout: String,
+}
+
+/// HTTP basic authentication by secret reference.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuth {
+    /// Secret key holding the user name.
+    pub username_secret_ref: SecretKeyRef,
+    /// Secret key holding the password.
+    pub password_secret_ref: SecretKeyRef,
+}
+
+/// An Avro schema given in the spec, from a file, or from a ConfigMap.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = rules::SCHEMA_SOURCE_EXACTLY_ONE)]
+pub struct SchemaSource {
+    /// The schema's JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub inline: Option<String>,
+    /// A path to an `.avsc` file, relative to the manifest (local runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub file: Option<String>,
+    /// A ConfigMap key holding the schema (the operator mounts it into the workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<ConfigMapKeyRef>,
+}
+
+/// The reader schema: from the registry, or given like a writer schema.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = rules::READER_SCHEMA_EXACTLY_ONE)]
+pub struct ReaderSchema {
+    /// A subject version in the schema registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistrySchemaRef>,
+    /// The schema's JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub inline: Option<String>,
+    /// A path to an `.avsc` file, relative to the manifest (local runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub file: Option<String>,
+    /// A ConfigMap key holding the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<ConfigMapKeyRef>,
+}
+
+/// A subject version in the registry.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistrySchemaRef {
+    /// Subject. Default `<topic>-value` (TopicNameStrategy) of the single topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub subject: Option<String>,
+    /// `latest` (re-read at every start) or a version number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(latest|[1-9][0-9]*)$"))]
+    pub version: Option<String>,
+}

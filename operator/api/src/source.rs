@@ -1,0 +1,183 @@
+//! Pure: `spec.source.kafka` — brokers, topics, starting offsets, batch size, security.
+
+use std::collections::BTreeMap;
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{SecretKeyRef, defaults, rules};
+
+/// Where records come from.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceSpec {
+    /// A Kafka (or Kafka-protocol) cluster.
+    pub kafka: KafkaSource,
+}
+
+/// A Kafka consumer-group source.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = rules::KAFKA_TOPICS_XOR_PATTERN)]
+#[x_kube(validation = rules::KAFKA_TIMESTAMP_NEEDS_VALUE)]
+#[x_kube(validation = rules::KAFKA_OFFSETS_NEED_VALUE)]
+#[x_kube(validation = rules::KAFKA_PROPERTIES_NO_SECRETS)]
+#[x_kube(validation = rules::KAFKA_PROPERTIES_NOT_MANAGED)]
+pub struct KafkaSource {
+    /// Comma-separated `host:port` list of bootstrap brokers.
+    #[schemars(length(min = 1))]
+    pub bootstrap_servers: String,
+    /// Topics to read. Exactly one of `topics` and `topicPattern` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), extend("x-kubernetes-list-type" = "set"))]
+    pub topics: Option<Vec<String>>,
+    /// A regular expression; every matching topic is read, including ones created later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub topic_pattern: Option<String>,
+    /// Consumer group. Default `spillway.<namespace>.<name>`. Offsets are committed to it
+    /// after each sink commit so lag tools see the pipeline; the sink stays the source of truth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub group_id: Option<String>,
+    /// Where to start in partitions the sink holds no position for yet: `earliest`,
+    /// `latest`, `timestamp` (with `startingTimestamp`) or `offsets` (with
+    /// `startingPartitionOffsets`). Once the sink has committed, it decides.
+    #[serde(default)]
+    pub starting_offsets: StartingOffsets,
+    /// With `startingOffsets: timestamp`: RFC 3339 time; each partition starts at the first
+    /// record at or after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub starting_timestamp: Option<String>,
+    /// With `startingOffsets: offsets`: `{topic: {partition: offset}}`; -2 means earliest and
+    /// -1 latest, as in Spark. Unlisted partitions start at earliest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_partition_offsets: Option<BTreeMap<String, BTreeMap<String, i64>>>,
+    /// Spark's `maxOffsetsPerTrigger`: a micro-batch closes after this many records.
+    #[serde(default = "defaults::max_records_per_batch")]
+    #[schemars(range(min = 1))]
+    pub max_records_per_batch: i64,
+    /// Spark's `failOnDataLoss`: what to do when offsets the pipeline still needed were
+    /// deleted from Kafka (retention) before they were read. Never a silent reset.
+    #[serde(default)]
+    pub on_data_loss: OnDataLoss,
+    /// Transport security and authentication; credentials by secret reference only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<KafkaSecurity>,
+    /// Extra librdkafka consumer properties (e.g. `fetch.max.bytes`). Credentials and the
+    /// properties Spillway manages are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<BTreeMap<String, String>>,
+}
+
+/// Starting position for partitions without a committed position.
+#[derive(
+    Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum StartingOffsets {
+    /// The oldest offset still on the broker.
+    #[default]
+    Earliest,
+    /// The end of each partition: only records produced after the start.
+    Latest,
+    /// The first offset at or after `startingTimestamp`.
+    Timestamp,
+    /// Explicit offsets from `startingPartitionOffsets`.
+    Offsets,
+}
+
+/// Behaviour when needed offsets are gone from Kafka.
+#[derive(
+    Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum OnDataLoss {
+    /// Stop with condition `DataLoss` (Spark's `failOnDataLoss=true`).
+    #[default]
+    Fail,
+    /// Continue from the earliest available offset and count the lost offsets.
+    Skip,
+}
+
+/// Kafka transport security.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = rules::SECURITY_SASL_NEEDS_CONFIG)]
+#[x_kube(validation = rules::SECURITY_SASL_NEEDS_PROTOCOL)]
+#[x_kube(validation = rules::SECURITY_TLS_NEEDS_PROTOCOL)]
+pub struct KafkaSecurity {
+    /// librdkafka `security.protocol`.
+    pub protocol: SecurityProtocol,
+    /// SASL mechanism and credentials (secret references).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<SaslSpec>,
+    /// TLS trust and client certificate (secret references).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// librdkafka `security.protocol`.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SecurityProtocol {
+    /// No TLS, no authentication.
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL without TLS.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+/// SASL authentication.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SaslSpec {
+    /// SASL mechanism.
+    pub mechanism: SaslMechanism,
+    /// Secret key holding the user name.
+    pub username_secret_ref: SecretKeyRef,
+    /// Secret key holding the password.
+    pub password_secret_ref: SecretKeyRef,
+}
+
+/// SASL mechanism.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// SASL/PLAIN.
+    #[serde(rename = "PLAIN")]
+    Plain,
+    /// SCRAM with SHA-256.
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+/// TLS material, all by secret reference.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsSpec {
+    /// Secret key holding the PEM CA bundle that signs the brokers' certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+    /// Secret key holding the PEM client certificate (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_secret_ref: Option<SecretKeyRef>,
+    /// Secret key holding the PEM client private key (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_secret_ref: Option<SecretKeyRef>,
+}
+
+impl KafkaSource {
+    /// The consumer group in force.
+    pub fn effective_group_id(&self, namespace: &str, name: &str) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| defaults::group_id(namespace, name))
+    }
+}

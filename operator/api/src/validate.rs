@@ -1,0 +1,511 @@
+//! Pure: checks every invariant of a spec — the CRD's schema constraints and CEL rules — in
+//! Rust, returning each problem with its field path, so no cluster is needed.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::rules::{self, CelRule};
+use crate::{
+    AvroEncoding, DeltaMode, OnBadRecord, SchemaSource, SecurityProtocol, StartingOffsets,
+    StreamingPipelineSpec,
+};
+
+/// One problem of a spec, at a field path such as `spec.source.kafka.topics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted field path from the resource root.
+    pub path: String,
+    /// What is wrong, lowercase, no trailing period.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem of a spec; never empty when returned as an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid spec: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct Problems(pub Vec<Problem>);
+
+#[derive(Default)]
+struct Check(Vec<Problem>);
+
+impl Check {
+    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+    /// Records the CEL rule `r`, attached at `base`, as failed unless `holds`.
+    fn rule(&mut self, holds: bool, base: &str, r: CelRule) {
+        if !holds {
+            self.fail(format!("{base}{}", r.field_path), r.message);
+        }
+    }
+    fn duration(&mut self, path: &str, value: &str) {
+        if parse_duration(value).is_none() {
+            self.fail(
+                path,
+                format!("invalid duration {value:?}: use a Go duration such as 10s, 5m or 120h"),
+            );
+        }
+    }
+    fn non_empty(&mut self, path: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.fail(path, "must not be empty");
+        }
+    }
+    fn uri(&mut self, path: &str, value: &str) {
+        self.non_empty(path, value);
+        if let Some((scheme, rest)) = value.split_once("://") {
+            if !matches!(scheme, "s3" | "s3a" | "file" | "memory") {
+                self.fail(
+                    path,
+                    format!("unsupported scheme {scheme:?}: use s3://, file:// or a local path"),
+                );
+            } else if scheme.starts_with("s3") && rest.split('/').next().is_none_or(str::is_empty) {
+                self.fail(path, "an s3 uri needs a bucket: s3://bucket/path");
+            }
+        }
+    }
+}
+
+/// Parses a Go-style duration (`1h30m`, `10s`, `250ms`, `1.5h`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let value: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_end..];
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+fn schema_source(c: &mut Check, base: &str, s: &SchemaSource) {
+    let n = [
+        s.inline.is_some(),
+        s.file.is_some(),
+        s.config_map_key_ref.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    c.rule(n == 1, base, rules::SCHEMA_SOURCE_EXACTLY_ONE);
+    if let Some(text) = &s.inline
+        && serde_json::from_str::<serde_json::Value>(text).is_err()
+    {
+        c.fail(
+            format!("{base}.inline"),
+            "is not valid JSON (an Avro schema is JSON)",
+        );
+    }
+}
+
+/// Checks a spec; `Ok` when it is valid.
+pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
+    let mut c = Check::default();
+    let s = "spec";
+    if spec.replicas < 0 {
+        c.fail("spec.replicas", "must be 0 or more");
+    }
+    c.rule(
+        spec.maintenance.is_none() || spec.sink.delta.is_some(),
+        s,
+        rules::MAINTENANCE_NEEDS_DELTA,
+    );
+
+    // source.kafka
+    let k = &spec.source.kafka;
+    let kp = "spec.source.kafka";
+    c.non_empty(&format!("{kp}.bootstrapServers"), &k.bootstrap_servers);
+    c.rule(
+        k.topics.is_some() != k.topic_pattern.is_some(),
+        kp,
+        rules::KAFKA_TOPICS_XOR_PATTERN,
+    );
+    if let Some(topics) = &k.topics {
+        if topics.is_empty() {
+            c.fail(format!("{kp}.topics"), "must list at least one topic");
+        }
+        for (i, t) in topics.iter().enumerate() {
+            if t.is_empty()
+                || t.len() > 249
+                || !t
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+            {
+                c.fail(
+                    format!("{kp}.topics[{i}]"),
+                    format!("invalid topic name {t:?}"),
+                );
+            }
+        }
+    }
+    c.rule(
+        k.starting_offsets != StartingOffsets::Timestamp || k.starting_timestamp.is_some(),
+        kp,
+        rules::KAFKA_TIMESTAMP_NEEDS_VALUE,
+    );
+    c.rule(
+        k.starting_offsets != StartingOffsets::Offsets || k.starting_partition_offsets.is_some(),
+        kp,
+        rules::KAFKA_OFFSETS_NEED_VALUE,
+    );
+    if let Some(ts) = &k.starting_timestamp
+        && ts.parse::<jiff::Timestamp>().is_err()
+    {
+        c.fail(
+            format!("{kp}.startingTimestamp"),
+            format!("invalid RFC 3339 time {ts:?}"),
+        );
+    }
+    if let Some(offsets) = &k.starting_partition_offsets {
+        for (topic, parts) in offsets {
+            for (p, o) in parts {
+                if p.parse::<u32>().is_err() {
+                    c.fail(
+                        format!("{kp}.startingPartitionOffsets.{topic}"),
+                        format!("partition {p:?} is not a number"),
+                    );
+                }
+                if *o < -2 {
+                    c.fail(
+                        format!("{kp}.startingPartitionOffsets.{topic}.{p}"),
+                        "offset must be -2 (earliest), -1 (latest) or 0 and more",
+                    );
+                }
+            }
+        }
+    }
+    if k.max_records_per_batch < 1 {
+        c.fail(format!("{kp}.maxRecordsPerBatch"), "must be 1 or more");
+    }
+    if let Some(props) = &k.properties {
+        const SECRET: &[&str] = &[
+            "sasl.password",
+            "sasl.username",
+            "sasl.oauthbearer.client.secret",
+            "ssl.key.password",
+            "ssl.key.pem",
+            "ssl.keystore.password",
+            "ssl.certificate.pem",
+            "ssl_key",
+        ];
+        const MANAGED: &[&str] = &[
+            "bootstrap.servers",
+            "group.id",
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+        ];
+        c.rule(
+            !props.keys().any(|p| SECRET.contains(&p.as_str())),
+            kp,
+            rules::KAFKA_PROPERTIES_NO_SECRETS,
+        );
+        c.rule(
+            !props.keys().any(|p| MANAGED.contains(&p.as_str())),
+            kp,
+            rules::KAFKA_PROPERTIES_NOT_MANAGED,
+        );
+    }
+    if let Some(sec) = &k.security {
+        let sp = format!("{kp}.security");
+        let sasl_proto = matches!(
+            sec.protocol,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        );
+        let tls_proto = matches!(
+            sec.protocol,
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+        );
+        c.rule(
+            !sasl_proto || sec.sasl.is_some(),
+            &sp,
+            rules::SECURITY_SASL_NEEDS_CONFIG,
+        );
+        c.rule(
+            sec.sasl.is_none() || sasl_proto,
+            &sp,
+            rules::SECURITY_SASL_NEEDS_PROTOCOL,
+        );
+        c.rule(
+            sec.tls.is_none() || tls_proto,
+            &sp,
+            rules::SECURITY_TLS_NEEDS_PROTOCOL,
+        );
+    }
+
+    // format.avro
+    let a = &spec.format.avro;
+    let ap = "spec.format.avro";
+    c.rule(
+        a.encoding != AvroEncoding::Raw || a.writer_schema.is_some(),
+        ap,
+        rules::AVRO_RAW_NEEDS_WRITER,
+    );
+    c.rule(
+        a.encoding != AvroEncoding::Confluent || a.schema_registry.is_some(),
+        ap,
+        rules::AVRO_CONFLUENT_NEEDS_REGISTRY,
+    );
+    c.rule(
+        a.encoding != AvroEncoding::Confluent || a.writer_schema.is_none(),
+        ap,
+        rules::AVRO_CONFLUENT_NO_WRITER,
+    );
+    c.rule(
+        a.reader_schema
+            .as_ref()
+            .is_none_or(|r| r.registry.is_none())
+            || a.schema_registry.is_some(),
+        ap,
+        rules::AVRO_READER_REGISTRY_NEEDS_REGISTRY,
+    );
+    if let Some(reg) = &a.schema_registry {
+        if !(reg.url.starts_with("http://") || reg.url.starts_with("https://")) {
+            c.fail(
+                format!("{ap}.schemaRegistry.url"),
+                "must be an http:// or https:// url",
+            );
+        }
+        c.duration(&format!("{ap}.schemaRegistry.timeout"), &reg.timeout);
+    }
+    if let Some(w) = &a.writer_schema {
+        schema_source(&mut c, &format!("{ap}.writerSchema"), w);
+    }
+    if let Some(r) = &a.reader_schema {
+        let rp = format!("{ap}.readerSchema");
+        let n = [
+            r.registry.is_some(),
+            r.inline.is_some(),
+            r.file.is_some(),
+            r.config_map_key_ref.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        c.rule(n == 1, &rp, rules::READER_SCHEMA_EXACTLY_ONE);
+        if let Some(text) = &r.inline
+            && serde_json::from_str::<serde_json::Value>(text).is_err()
+        {
+            c.fail(
+                format!("{rp}.inline"),
+                "is not valid JSON (an Avro schema is JSON)",
+            );
+        }
+        if let Some(v) = r.registry.as_ref().and_then(|g| g.version.as_deref())
+            && v != "latest"
+            && v.parse::<u32>().is_err()
+        {
+            c.fail(
+                format!("{rp}.registry.version"),
+                "must be latest or a version number",
+            );
+        }
+    }
+
+    // transform
+    if let Some(t) = &spec.transform {
+        if let Some(sql) = &t.sql {
+            c.non_empty("spec.transform.sql", sql);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, m) in t.metadata_columns.iter().enumerate() {
+            if !seen.insert(*m) {
+                c.fail(
+                    format!("spec.transform.metadataColumns[{i}]"),
+                    "duplicate metadata column",
+                );
+            }
+        }
+    }
+
+    // sink
+    c.rule(
+        spec.sink.delta.is_some() != spec.sink.parquet.is_some(),
+        "spec.sink",
+        rules::SINK_EXACTLY_ONE,
+    );
+    if let Some(d) = &spec.sink.delta {
+        let dp = "spec.sink.delta";
+        c.uri(&format!("{dp}.uri"), &d.uri);
+        c.rule(
+            d.mode != DeltaMode::Merge || d.merge.is_some(),
+            dp,
+            rules::DELTA_MERGE_NEEDS_KEYS,
+        );
+        c.rule(
+            d.merge.is_none() || d.mode == DeltaMode::Merge,
+            dp,
+            rules::DELTA_MERGE_NEEDS_MODE,
+        );
+        if let Some(m) = &d.merge
+            && m.keys.is_empty()
+        {
+            c.fail(
+                format!("{dp}.merge.keys"),
+                "must list at least one key column",
+            );
+        }
+        for (i, p) in d.partition_by.iter().enumerate() {
+            c.non_empty(&format!("{dp}.partitionBy[{i}]"), p);
+        }
+        if d.uri == spec.checkpoint.uri {
+            c.fail("spec.checkpoint.uri", "must differ from the sink uri");
+        }
+    }
+    if let Some(p) = &spec.sink.parquet {
+        c.uri("spec.sink.parquet.uri", &p.uri);
+        for (i, col) in p.partition_by.iter().enumerate() {
+            c.non_empty(&format!("spec.sink.parquet.partitionBy[{i}]"), col);
+        }
+        if p.uri == spec.checkpoint.uri {
+            c.fail("spec.checkpoint.uri", "must differ from the sink uri");
+        }
+    }
+    c.uri("spec.checkpoint.uri", &spec.checkpoint.uri);
+
+    // storage
+    if let Some(st) = &spec.storage {
+        let endpoint_http = st
+            .endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"));
+        c.rule(
+            !endpoint_http || st.allow_http,
+            "spec.storage",
+            rules::STORAGE_HTTP_NEEDS_ALLOW,
+        );
+        if let Some(opts) = &st.options {
+            let secretish = |k: &str| {
+                let k = k.to_ascii_lowercase();
+                ["secret", "password", "token", "access_key"]
+                    .iter()
+                    .any(|w| k.contains(w))
+            };
+            c.rule(
+                !opts.keys().any(|k| secretish(k)),
+                "spec.storage",
+                rules::STORAGE_OPTIONS_NO_SECRETS,
+            );
+        }
+    }
+
+    // trigger, event time
+    if let Some(t) = &spec.trigger {
+        c.rule(
+            !(t.interval.is_some() && t.is_available_now()),
+            "spec.trigger",
+            rules::TRIGGER_EXCLUSIVE,
+        );
+        if let Some(i) = &t.interval {
+            c.duration("spec.trigger.interval", i);
+        }
+    }
+    if let Some(e) = &spec.event_time {
+        c.non_empty("spec.eventTime.column", &e.column);
+        c.duration("spec.eventTime.allowedLateness", &e.allowed_lateness);
+    }
+
+    // errors
+    if let Some(e) = &spec.errors {
+        c.rule(
+            e.on_bad_record != OnBadRecord::DeadLetter || e.dead_letter.is_some(),
+            "spec.errors",
+            rules::ERRORS_DEAD_LETTER_NEEDS_DESTINATION,
+        );
+        if let Some(d) = &e.dead_letter {
+            c.rule(
+                d.kafka.is_some() != d.delta.is_some(),
+                "spec.errors.deadLetter",
+                rules::DEAD_LETTER_EXACTLY_ONE,
+            );
+            if let Some(dd) = &d.delta {
+                c.uri("spec.errors.deadLetter.delta.uri", &dd.uri);
+            }
+        }
+    }
+
+    // maintenance
+    if let Some(m) = &spec.maintenance {
+        if let Some(v) = &m.vacuum {
+            let vp = "spec.maintenance.vacuum";
+            c.duration(&format!("{vp}.retention"), &v.retention);
+            let week = Duration::from_secs(168 * 3600);
+            let long_enough = parse_duration(&v.retention).is_none_or(|d| d >= week);
+            c.rule(
+                long_enough || v.allow_short_retention,
+                vp,
+                rules::VACUUM_RETENTION_MINIMUM,
+            );
+            if v.schedule.split_whitespace().count() != 5 {
+                c.fail(format!("{vp}.schedule"), "must be a 5-field cron schedule");
+            }
+        }
+        if let Some(o) = &m.optimize
+            && o.schedule.split_whitespace().count() != 5
+        {
+            c.fail(
+                "spec.maintenance.optimize.schedule",
+                "must be a 5-field cron schedule",
+            );
+        }
+    }
+
+    if c.0.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems(c.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (s, secs) in [
+            ("10s", 10.0),
+            ("1h30m", 5400.0),
+            ("250ms", 0.25),
+            ("1.5h", 5400.0),
+            ("0", 0.0),
+            ("120h", 432000.0),
+        ] {
+            assert_eq!(
+                parse_duration(s),
+                Some(Duration::from_secs_f64(secs)),
+                "{s}"
+            );
+        }
+        for s in ["", "10", "5d", "s", "1h x", "-1s"] {
+            assert_eq!(parse_duration(s), None, "{s}");
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! I/O: decodes Kafka values per `spec.format.avro` into Arrow — raw values with the spec's
+//! writer schema, or Confluent values with per-id writer schemas from the registry — all
+//! resolved to one reader schema, one bad record at a time.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use spillway_api::{AvroEncoding, AvroFormat, ConfigMapKeyRef};
+
+use crate::decode::{
+    AvroDecoder, DecodeError, DecodePlan, SchemaError, WireError, split_confluent,
+};
+use crate::registry::{RegistryClient, RegistryError, RetryFor};
+use crate::secrets::SecretSource;
+
+/// Where the operator mounts ConfigMap-referenced schemas: `<dir>/<configmap>/<key>`.
+pub const SCHEMA_MOUNT_DIR: &str = "/etc/spillway/schemas";
+
+/// Why one record could not be decoded: a bad record, handled by `errors.onBadRecord`.
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
+pub enum BadRecord {
+    /// The record has no value (a tombstone).
+    #[error("record has no value")]
+    NullValue,
+    /// Not in the Confluent wire format.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The registry does not know the schema id.
+    #[error("unknown schema id {id}")]
+    UnknownSchemaId {
+        /// The id in the payload.
+        id: u32,
+    },
+    /// The writer schema cannot be resolved to the reader schema.
+    #[error("writer schema {id} is incompatible with the reader schema: {message}")]
+    SchemaIncompatible {
+        /// The writer schema id.
+        id: u32,
+        /// Why.
+        message: String,
+    },
+    /// The body does not decode with its writer schema.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+impl BadRecord {
+    /// The static reason, used as metric label and dead-letter error class.
+    pub fn reason(&self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Errors that stop the pipeline (not bad records).
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
+pub enum FormatError {
+    /// A schema in the spec could not be read.
+    #[error("cannot read schema {what}: {message}")]
+    SchemaSource {
+        /// Which schema.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// A schema in the spec does not compile.
+    #[error("invalid {what} schema: {source}")]
+    Schema {
+        /// Which schema.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: SchemaError,
+    },
+    /// The registry is misconfigured or refused us.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Concatenating the per-schema batches failed.
+    #[error("failed to assemble the batch: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// A finished column did not build.
+    #[error("failed to finish the batch: {0}")]
+    Finish(DecodeError),
+}
+
+fn read_schema_source(
+    what: &str,
+    inline: Option<&String>,
+    file: Option<&String>,
+    cm: Option<&ConfigMapKeyRef>,
+    base_dir: &Path,
+) -> Result<Option<String>, FormatError> {
+    let err = |m: String| FormatError::SchemaSource {
+        what: what.to_string(),
+        message: m,
+    };
+    if let Some(s) = inline {
+        return Ok(Some(s.clone()));
+    }
+    let path = match (file, cm) {
+        (Some(f), _) => base_dir.join(f),
+        (None, Some(c)) => Path::new(SCHEMA_MOUNT_DIR).join(&c.name).join(&c.key),
+        (None, None) => return Ok(None),
+    };
+    std::fs::read_to_string(&path)
+        .map(Some)
+        .map_err(|e| err(format!("{}: {e}", path.display())))
+}
+
+/// The registry client of a format, if it has a registry.
+pub fn registry_client(
+    avro: &AvroFormat,
+    secrets: &dyn SecretSource,
+) -> Result<Option<RegistryClient>, FormatError> {
+    let Some(reg) = &avro.schema_registry else {
+        return Ok(None);
+    };
+    let timeout =
+        spillway_api::validate::parse_duration(&reg.timeout).unwrap_or(Duration::from_secs(10));
+    let auth = match &reg.basic_auth {
+        Some(b) => Some((
+            secrets
+                .resolve(&b.username_secret_ref)
+                .map_err(|e| FormatError::SchemaSource {
+                    what: "registry credentials".into(),
+                    message: e.to_string(),
+                })?,
+            secrets
+                .resolve(&b.password_secret_ref)
+                .map_err(|e| FormatError::SchemaSource {
+                    what: "registry credentials".into(),
+                    message: e.to_string(),
+                })?,
+        )),
+        None => None,
+    };
+    Ok(Some(RegistryClient::new(
+        &reg.url,
+        timeout,
+        auth,
+        RetryFor::Ever,
+    )?))
+}
+
+/// One group of rows sharing a writer schema.
+struct Group<M> {
+    decoder: AvroDecoder,
+    meta: Vec<M>,
+}
+
+/// Decodes values into one Arrow schema (the reader's), keeping each row's metadata `M`
+/// (partition, offset, …) aligned with it.
+pub struct ValueDecoder<M> {
+    encoding: AvroEncoding,
+    registry: Option<RegistryClient>,
+    writer: Option<String>,
+    reader: Option<String>,
+    plans: HashMap<u32, Result<Arc<DecodePlan>, String>>,
+    raw_plan: Option<Arc<DecodePlan>>,
+    groups: HashMap<Option<u32>, Group<M>>,
+}
+
+impl<M> std::fmt::Debug for ValueDecoder<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValueDecoder")
+            .field("encoding", &self.encoding)
+            .finish()
+    }
+}
+
+impl<M> ValueDecoder<M> {
+    /// Builds the decoder for a format; reads the spec's schemas (and the reader schema
+    /// from the registry when asked) now.
+    pub async fn new(
+        avro: &AvroFormat,
+        base_dir: &Path,
+        registry: Option<RegistryClient>,
+    ) -> Result<Self, FormatError> {
+        let writer = match &avro.writer_schema {
+            Some(w) => read_schema_source(
+                "writerSchema",
+                w.inline.as_ref(),
+                w.file.as_ref(),
+                w.config_map_key_ref.as_ref(),
+                base_dir,
+            )?,
+            None => None,
+        };
+        let reader = match &avro.reader_schema {
+            Some(r) => match (&r.registry, &registry) {
+                (Some(g), Some(client)) => {
+                    let subject = g.subject.clone().unwrap_or_default();
+                    let version = g.version.clone().unwrap_or_else(|| "latest".into());
+                    Some(client.subject_version(&subject, &version).await?.schema)
+                }
+                _ => read_schema_source(
+                    "readerSchema",
+                    r.inline.as_ref(),
+                    r.file.as_ref(),
+                    r.config_map_key_ref.as_ref(),
+                    base_dir,
+                )?,
+            },
+            None => None,
+        };
+        let raw_plan = match (avro.encoding, &writer) {
+            (AvroEncoding::Raw, Some(w)) => Some(Arc::new(
+                DecodePlan::from_json(w, reader.as_deref()).map_err(|source| {
+                    FormatError::Schema {
+                        what: "writer/reader",
+                        source,
+                    }
+                })?,
+            )),
+            _ => None,
+        };
+        Ok(Self {
+            encoding: avro.encoding,
+            registry,
+            writer,
+            reader,
+            plans: HashMap::new(),
+            raw_plan,
+            groups: HashMap::new(),
+        })
+    }
+
+    /// The reader schema in force (None until a Confluent decoder has seen its first writer).
+    pub fn reader_schema(&self) -> Option<&str> {
+        self.reader.as_deref().or(self.writer.as_deref())
+    }
+
+    async fn plan_for(
+        &mut self,
+        id: u32,
+    ) -> Result<Result<Arc<DecodePlan>, BadRecord>, FormatError> {
+        if let Some(p) = self.plans.get(&id) {
+            return Ok(p
+                .clone()
+                .map_err(|message| BadRecord::SchemaIncompatible { id, message }));
+        }
+        let Some(client) = &self.registry else {
+            return Ok(Err(BadRecord::UnknownSchemaId { id }));
+        };
+        let writer = match client.schema_by_id(id).await {
+            Ok(w) => w,
+            Err(RegistryError::NotFound { .. }) => {
+                return Ok(Err(BadRecord::UnknownSchemaId { id }));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if self.reader.is_none() {
+            // No reader schema given: the first writer schema seen becomes the table's.
+            self.reader = Some(writer.to_string());
+        }
+        let plan = DecodePlan::from_json(&writer, self.reader.as_deref())
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        self.plans.insert(id, plan.clone());
+        Ok(plan.map_err(|message| BadRecord::SchemaIncompatible { id, message }))
+    }
+
+    /// Decodes one value and appends it with its metadata. `Ok(Err(_))` is a bad record
+    /// (nothing appended); `Err(_)` stops the pipeline. A registry outage makes this wait.
+    pub async fn push(
+        &mut self,
+        value: Option<&[u8]>,
+        meta: M,
+    ) -> Result<Result<(), BadRecord>, FormatError> {
+        let Some(value) = value else {
+            return Ok(Err(BadRecord::NullValue));
+        };
+        let (key, plan, body) = match self.encoding {
+            AvroEncoding::Raw => match &self.raw_plan {
+                Some(p) => (None, p.clone(), value),
+                None => return Ok(Err(BadRecord::UnknownSchemaId { id: 0 })),
+            },
+            AvroEncoding::Confluent => {
+                let (id, body) = match split_confluent(value) {
+                    Ok(x) => x,
+                    Err(e) => return Ok(Err(e.into())),
+                };
+                match self.plan_for(id).await? {
+                    Ok(p) => (Some(id), p, body),
+                    Err(bad) => return Ok(Err(bad)),
+                }
+            }
+        };
+        let group = self.groups.entry(key).or_insert_with(|| Group {
+            decoder: AvroDecoder::new(plan),
+            meta: Vec::new(),
+        });
+        match group.decoder.push(body) {
+            Ok(()) => {
+                group.meta.push(meta);
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    /// Rows decoded since the last [`finish`](Self::finish).
+    pub fn len(&self) -> usize {
+        self.groups.values().map(|g| g.meta.len()).sum()
+    }
+
+    /// Whether no row is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The batch of all rows so far (reader schema) and their metadata, in the same order;
+    /// `None` when there are no rows.
+    pub fn finish(&mut self) -> Result<Option<(RecordBatch, Vec<M>)>, FormatError> {
+        let mut batches = Vec::new();
+        let mut meta = Vec::new();
+        let mut schema: Option<SchemaRef> = None;
+        let mut keys: Vec<Option<u32>> = self.groups.keys().copied().collect();
+        keys.sort();
+        for k in keys {
+            if let Some(g) = self.groups.get_mut(&k) {
+                if g.meta.is_empty() {
+                    continue;
+                }
+                let b = g.decoder.finish().map_err(FormatError::Finish)?;
+                schema.get_or_insert_with(|| b.schema());
+                batches.push(b);
+                meta.append(&mut g.meta);
+            }
+        }
+        let Some(schema) = schema else {
+            return Ok(None);
+        };
+        let batch = if batches.len() == 1 {
+            batches.remove(0)
+        } else {
+            arrow_select::concat::concat_batches(&schema, &batches)?
+        };
+        Ok(Some((batch, meta)))
+    }
+}

@@ -1,0 +1,22 @@
+//! `spillway`: parse arguments, init tracing, run the command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use spillway_worker::cli::{self, Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<ExitCode> {
+    let args = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match args.command {
+        Command::Validate { files } => Ok(cli::validate(&files)),
+        Command::Bench(cmd) => cli::bench(cmd),
+        Command::Produce(a) => tokio::runtime::Runtime::new()?.block_on(cli::produce(a)),
+    }
+}

@@ -1,0 +1,127 @@
+//! I/O: loads a pipeline manifest from disk and validates it completely.
+
+use std::path::{Path, PathBuf};
+
+use spillway_api::validate::{self, Problem};
+use spillway_api::{SchemaSource, StreamingPipeline};
+
+/// Why a manifest file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("failed to read {path}: {source}")]
+    Read {
+        /// The manifest path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a StreamingPipeline.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The manifest path.
+        path: PathBuf,
+        /// Why it does not parse.
+        #[source]
+        source: spillway_api::manifest::ManifestError,
+    },
+    /// The pipeline breaks invariants; every problem is listed.
+    #[error("{path}: invalid pipeline: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        /// The manifest path.
+        path: PathBuf,
+        /// Each problem with its field path.
+        problems: Vec<Problem>,
+    },
+}
+
+impl ManifestError {
+    /// The problems as (path, message) lines, one per problem.
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            Self::Read { source, .. } => vec![Problem {
+                path: String::new(),
+                message: source.to_string(),
+            }],
+            Self::Parse { source, .. } => vec![Problem {
+                path: source.path().to_string(),
+                message: match source {
+                    spillway_api::manifest::ManifestError::Shape { message, .. } => message.clone(),
+                    other => other.to_string(),
+                },
+            }],
+            Self::Invalid { problems, .. } => problems.clone(),
+        }
+    }
+}
+
+/// A manifest that parsed and passed every check.
+#[derive(Debug, Clone)]
+pub struct LoadedPipeline {
+    /// The resource, with defaults applied.
+    pub pipeline: StreamingPipeline,
+    /// The directory relative `file:` schema paths resolve against.
+    pub base_dir: PathBuf,
+}
+
+/// Parses and validates the manifest text; `base_dir` resolves relative schema files.
+pub fn load_str(text: &str, path: &Path, base_dir: &Path) -> Result<LoadedPipeline, ManifestError> {
+    let pipeline = spillway_api::manifest::parse(text).map_err(|source| ManifestError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut problems = match validate::validate(&pipeline.spec) {
+        Ok(()) => Vec::new(),
+        Err(p) => p.0,
+    };
+    let avro = &pipeline.spec.format.avro;
+    let sources = [
+        ("spec.format.avro.writerSchema", avro.writer_schema.clone()),
+        (
+            "spec.format.avro.readerSchema",
+            avro.reader_schema.as_ref().map(|r| SchemaSource {
+                inline: None,
+                file: r.file.clone(),
+                config_map_key_ref: None,
+            }),
+        ),
+    ];
+    for (field, source) in sources {
+        if let Some(file) = source.and_then(|s| s.file) {
+            let full = base_dir.join(&file);
+            match std::fs::read_to_string(&full) {
+                Ok(text) if serde_json::from_str::<serde_json::Value>(&text).is_ok() => {}
+                Ok(_) => problems.push(Problem {
+                    path: format!("{field}.file"),
+                    message: format!("{file} is not valid JSON (an Avro schema is JSON)"),
+                }),
+                Err(e) => problems.push(Problem {
+                    path: format!("{field}.file"),
+                    message: format!("cannot read {file}: {e}"),
+                }),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(LoadedPipeline {
+            pipeline,
+            base_dir: base_dir.to_path_buf(),
+        })
+    } else {
+        Err(ManifestError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+}
+
+/// Reads, parses and validates a manifest file.
+pub fn load(path: &Path) -> Result<LoadedPipeline, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_str(&text, path, &base)
+}

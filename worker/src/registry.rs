@@ -1,0 +1,273 @@
+//! I/O: Confluent Schema Registry client — schemas by id (cached), subject versions,
+//! registration; basic auth from secrets; timeouts; retries with backoff on 5xx and
+//! connection errors. An unknown id is a bad record; an unreachable registry is an outage.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tracing::warn;
+
+use crate::secrets::Secret;
+
+/// Registry errors, classified for the caller's policy.
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
+pub enum RegistryError {
+    /// The id or subject version does not exist (404): the record is bad, not the registry.
+    #[error("schema {what} not found in the registry")]
+    NotFound {
+        /// What was asked for, e.g. `id 42` or `movie-ratings-value version latest`.
+        what: String,
+    },
+    /// The registry could not be reached or answered 5xx, after retries: an outage.
+    #[error("schema registry unavailable at {url}: {message}")]
+    Unavailable {
+        /// Base URL.
+        url: String,
+        /// The last failure.
+        message: String,
+    },
+    /// The registry refused the credentials (401/403).
+    #[error("schema registry at {url} refused the credentials (http {status})")]
+    Unauthorized {
+        /// Base URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+    },
+    /// Another 4xx: the request itself is wrong (e.g. an invalid schema on registration).
+    #[error("schema registry rejected the request (http {status}): {message}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// The registry's message.
+        message: String,
+    },
+    /// The client could not be built.
+    #[error("invalid schema registry client settings: {0}")]
+    Client(String),
+}
+
+impl RegistryError {
+    /// Whether waiting and retrying may help (an outage), as opposed to a bad record or a
+    /// configuration error.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// A schema registered under a subject.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SubjectSchema {
+    /// Subject.
+    pub subject: String,
+    /// Global schema id.
+    pub id: u32,
+    /// Version within the subject.
+    pub version: i32,
+    /// The schema text.
+    pub schema: String,
+}
+
+#[derive(Deserialize)]
+struct SchemaById {
+    schema: String,
+}
+
+#[derive(Deserialize)]
+struct Registered {
+    id: u32,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    message: String,
+}
+
+/// How long a call keeps retrying an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryFor {
+    /// Until it succeeds (the worker: lag grows, nothing is dead-lettered). The caller
+    /// cancels by dropping the future.
+    Ever,
+    /// At most this long, then [`RegistryError::Unavailable`].
+    AtMost(Duration),
+}
+
+/// A Confluent Schema Registry client with an id cache.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    base: String,
+    http: reqwest::Client,
+    auth: Option<(Secret, Secret)>,
+    cache: Arc<RwLock<HashMap<u32, Arc<str>>>>,
+    retry: RetryFor,
+}
+
+impl RegistryClient {
+    /// A client for `url` with a per-request timeout and optional basic auth.
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        auth: Option<(Secret, Secret)>,
+        retry: RetryFor,
+    ) -> Result<Self, RegistryError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| RegistryError::Client(e.to_string()))?;
+        Ok(Self {
+            base: url.trim_end_matches('/').to_string(),
+            http,
+            auth,
+            cache: Arc::default(),
+            retry,
+        })
+    }
+
+    /// The writer schema with this id (cached after the first fetch).
+    pub async fn schema_by_id(&self, id: u32) -> Result<Arc<str>, RegistryError> {
+        if let Some(s) = self.cache.read().ok().and_then(|c| c.get(&id).cloned()) {
+            return Ok(s);
+        }
+        let body: SchemaById = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/schemas/ids/{id}"),
+                None,
+                &format!("id {id}"),
+            )
+            .await?;
+        let schema: Arc<str> = body.schema.into();
+        if let Ok(mut c) = self.cache.write() {
+            c.insert(id, schema.clone());
+        }
+        Ok(schema)
+    }
+
+    /// A subject's schema at `version` (`latest` or a number).
+    pub async fn subject_version(
+        &self,
+        subject: &str,
+        version: &str,
+    ) -> Result<SubjectSchema, RegistryError> {
+        let s: SubjectSchema = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/subjects/{subject}/versions/{version}"),
+                None,
+                &format!("{subject} version {version}"),
+            )
+            .await?;
+        if let Ok(mut c) = self.cache.write() {
+            c.insert(s.id, s.schema.as_str().into());
+        }
+        Ok(s)
+    }
+
+    /// Registers a schema under a subject (idempotent in the registry) and returns its id.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        let body = serde_json::json!({ "schema": schema });
+        let r: Registered = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/subjects/{subject}/versions"),
+                Some(body),
+                subject,
+            )
+            .await?;
+        if let Ok(mut c) = self.cache.write() {
+            c.insert(r.id, schema.into());
+        }
+        Ok(r.id)
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        what: &str,
+    ) -> Result<T, RegistryError> {
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .header(
+                    "Accept",
+                    "application/vnd.schemaregistry.v1+json, application/json",
+                );
+            if let Some((user, pass)) = &self.auth {
+                req = req.basic_auth(user.expose(), Some(pass.expose()));
+            }
+            if let Some(b) = &body {
+                req = req
+                    .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                    .json(b);
+            }
+            let outage = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    match status {
+                        200..=299 => {
+                            return resp.json::<T>().await.map_err(|e| RegistryError::Rejected {
+                                status,
+                                message: format!("unexpected response body: {e}"),
+                            });
+                        }
+                        404 => {
+                            return Err(RegistryError::NotFound {
+                                what: what.to_string(),
+                            });
+                        }
+                        401 | 403 => {
+                            return Err(RegistryError::Unauthorized {
+                                url: self.base.clone(),
+                                status,
+                            });
+                        }
+                        408 | 429 | 500..=599 => format!("http {status}"),
+                        _ => {
+                            let e: ErrorBody = resp.json().await.unwrap_or_default();
+                            return Err(RegistryError::Rejected {
+                                status,
+                                message: e.message,
+                            });
+                        }
+                    }
+                }
+                Err(e) => format!("request failed: {}", without_url(&e)),
+            };
+            let give_up = match self.retry {
+                RetryFor::Ever => false,
+                RetryFor::AtMost(d) => started.elapsed() + backoff > d,
+            };
+            if give_up {
+                return Err(RegistryError::Unavailable {
+                    url: self.base.clone(),
+                    message: outage,
+                });
+            }
+            warn!(url = %self.base, what, error = %outage, retry_in_ms = backoff.as_millis() as u64, "schema registry unavailable, retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// A reqwest error's text without the URL (which may carry credentials in userinfo).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection refused or unreachable"
+    } else {
+        "transport error"
+    };
+    kind.to_string()
+}

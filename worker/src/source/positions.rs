@@ -1,0 +1,111 @@
+//! Pure: the expected next offset of every positioned partition, and what to do with a
+//! record given it (keep, drop as already committed, or check a gap for data loss).
+
+use std::collections::BTreeMap;
+
+use super::TopicPartition;
+
+/// What to do with a received record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// The expected next record: process it.
+    Keep,
+    /// Before the expected offset (fetched before a seek, or already in the sink): drop it.
+    Drop,
+    /// After the expected offset: offsets in between are missing. Compaction and
+    /// transaction markers make such gaps legitimately; the caller checks the partition's
+    /// low watermark to tell data loss apart, then calls [`Positions::advance`].
+    Gap {
+        /// The offset that was expected.
+        expected: i64,
+    },
+    /// A partition that is not (or no longer) positioned: drop it.
+    NotPositioned,
+}
+
+/// Expected next offsets of the positioned partitions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions {
+    next: BTreeMap<TopicPartition, i64>,
+}
+
+impl Positions {
+    /// Starts tracking partitions at the given next offsets.
+    pub fn start(&mut self, next: &BTreeMap<TopicPartition, i64>) {
+        self.next.extend(next.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+
+    /// Stops tracking partitions (revoked).
+    pub fn stop(&mut self, tps: &[TopicPartition]) {
+        for tp in tps {
+            self.next.remove(tp);
+        }
+    }
+
+    /// Classifies a record; on `Keep` the expected offset moves past it.
+    pub fn accept(&mut self, topic: &str, partition: i32, offset: i64) -> Accept {
+        let Some(next) = self
+            .next
+            .iter_mut()
+            .find(|(tp, _)| tp.partition == partition && tp.topic == topic)
+            .map(|(_, n)| n)
+        else {
+            return Accept::NotPositioned;
+        };
+        if offset == *next {
+            *next = offset + 1;
+            Accept::Keep
+        } else if offset < *next {
+            Accept::Drop
+        } else {
+            Accept::Gap { expected: *next }
+        }
+    }
+
+    /// Accepts a record after a gap was judged (legitimate or skipped data loss).
+    pub fn advance(&mut self, topic: &str, partition: i32, offset: i64) {
+        if let Some(n) = self
+            .next
+            .iter_mut()
+            .find(|(tp, _)| tp.partition == partition && tp.topic == topic)
+        {
+            *n.1 = offset + 1;
+        }
+    }
+
+    /// The tracked partitions and their next offsets.
+    pub fn next_offsets(&self) -> &BTreeMap<TopicPartition, i64> {
+        &self.next
+    }
+
+    /// Whether a partition is positioned.
+    pub fn is_positioned(&self, tp: &TopicPartition) -> bool {
+        self.next.contains_key(tp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_drop_gap_and_revocation() {
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let mut p = Positions::default();
+        assert_eq!(p.accept("t", 0, 0), Accept::NotPositioned);
+        p.start(&[(tp.clone(), 10)].into());
+        assert_eq!(p.accept("t", 0, 9), Accept::Drop);
+        assert_eq!(p.accept("t", 0, 10), Accept::Keep);
+        assert_eq!(p.accept("t", 0, 11), Accept::Keep);
+        assert_eq!(p.accept("t", 0, 11), Accept::Drop);
+        assert_eq!(p.accept("t", 0, 15), Accept::Gap { expected: 12 });
+        p.advance("t", 0, 15);
+        assert_eq!(p.accept("t", 0, 16), Accept::Keep);
+        assert_eq!(p.next_offsets()[&tp], 17);
+        p.stop(std::slice::from_ref(&tp));
+        assert_eq!(p.accept("t", 0, 17), Accept::NotPositioned);
+    }
+}

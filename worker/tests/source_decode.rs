@@ -1,0 +1,214 @@
+//! The front half of the data path against a real broker (tansu) and the registry fixture:
+//! `spillway produce` → Kafka source (consumer group, explicit positions) → Avro decoding
+//! into Arrow, with exact values; schema evolution across writers; a registry outage.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use rdkafka::Message;
+use spillway_api::KafkaSource as KafkaSpec;
+use spillway_e2e as support;
+use spillway_e2e::registry::RegistryFixture;
+use spillway_worker::format::ValueDecoder;
+use spillway_worker::generate::HsuTestGenerator;
+use spillway_worker::secrets::MapSecrets;
+use spillway_worker::source::{Accept, Assignment, KafkaSource, Positions, config};
+
+fn produce(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_spillway"))
+        .arg("produce")
+        .args(["--bootstrap", &support::kafka_bootstrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "produce failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("produced"));
+}
+
+fn kafka_spec(topic: &str) -> KafkaSpec {
+    serde_yaml::from_str(&format!(
+        "{{bootstrapServers: '{}', topics: [{topic}]}}",
+        support::kafka_bootstrap()
+    ))
+    .unwrap()
+}
+
+fn format_spec(yaml: &str) -> spillway_api::AvroFormat {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+/// Consumes `n` records through the source, decoding each with `decoder`; returns the
+/// batch, the (partition, offset) of each row, and the bad-record reasons.
+async fn consume(
+    topic: &str,
+    n: usize,
+    decoder: &mut ValueDecoder<(i32, i64)>,
+) -> (RecordBatch, Vec<(i32, i64)>, Vec<&'static str>) {
+    let spec = kafka_spec(topic);
+    let mut cfg =
+        config::consumer_config(&spec, &support::unique("g"), "test", &MapSecrets::default())
+            .unwrap();
+    cfg.insert("max.poll.interval.ms".into(), "10000".into());
+    cfg.insert("session.timeout.ms".into(), "10000".into());
+    let (source, mut assignments) = KafkaSource::subscribe(&spec, &cfg).unwrap();
+    let mut positions = Positions::default();
+    let mut bad = Vec::new();
+    let mut seen = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while seen < n {
+        tokio::select! {
+            Some(a) = assignments.recv() => match a {
+                Assignment::Assigned(tps) => {
+                    let report = source.position(&tps, &BTreeMap::new()).await.unwrap();
+                    positions.start(&report.next);
+                }
+                Assignment::Revoked(tps) => positions.stop(&tps),
+            },
+            msg = source.recv() => {
+                let msg = msg.unwrap();
+                match positions.accept(msg.topic(), msg.partition(), msg.offset()) {
+                    Accept::Keep => {}
+                    Accept::Gap { .. } => positions.advance(msg.topic(), msg.partition(), msg.offset()),
+                    Accept::Drop | Accept::NotPositioned => continue,
+                }
+                seen += 1;
+                if let Err(b) = decoder.push(msg.payload(), (msg.partition(), msg.offset())).await.unwrap() {
+                    bad.push(b.reason());
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => panic!("only {seen} of {n} records within 120s"),
+        }
+    }
+    let (batch, meta) = decoder
+        .finish()
+        .unwrap()
+        .unwrap_or_else(|| panic!("no rows"));
+    (batch, meta, bad)
+}
+
+fn rows(batch: &RecordBatch) -> Vec<(String, String, f64, i64)> {
+    let user = batch.column_by_name("user").unwrap().as_string::<i32>();
+    let event = batch.column_by_name("event").unwrap().as_string::<i32>();
+    let amount = batch
+        .column_by_name("amount")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let ts = batch
+        .column_by_name("ts")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    (0..batch.num_rows())
+        .map(|i| {
+            (
+                user.value(i).to_string(),
+                event.value(i).to_string(),
+                amount.value(i),
+                ts.value(i),
+            )
+        })
+        .collect()
+}
+
+fn expected(seed: u64, n: usize) -> Vec<(String, String, f64, i64)> {
+    let mut g = HsuTestGenerator::new(seed);
+    (0..n)
+        .map(|_| g.next_event())
+        .map(|e| (e.user, e.event.to_string(), e.amount, e.ts))
+        .collect()
+}
+
+fn sorted(mut v: Vec<(String, String, f64, i64)>) -> Vec<(String, String, f64, i64)> {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_records_decode_with_exact_values() {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let topic = support::unique("raw");
+    let n = 20_000;
+    produce(&[
+        "--topic",
+        &topic,
+        "--count",
+        &n.to_string(),
+        "--seed",
+        "7",
+        "--partitions",
+        "4",
+        "--key-by-user",
+    ]);
+    let format = format_spec(&format!(
+        "{{encoding: raw, writerSchema: {{inline: '{}'}}}}",
+        spillway_worker::generate::HSUTEST_SCHEMA
+    ));
+    let mut decoder = ValueDecoder::new(&format, std::path::Path::new("."), None)
+        .await
+        .unwrap();
+    let (batch, meta, bad) = consume(&topic, n, &mut decoder).await;
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(batch.num_rows(), n);
+    assert_eq!(sorted(rows(&batch)), sorted(expected(7, n)));
+    let partitions: std::collections::BTreeSet<i32> = meta.iter().map(|m| m.0).collect();
+    assert_eq!(
+        partitions.len(),
+        4,
+        "keyed records spread over the 4 partitions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_records_decode_through_the_registry_even_during_an_outage() {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let registry = RegistryFixture::start().await.unwrap();
+    let topic = support::unique("confluent");
+    let n = 5_000;
+    let (url, t) = (registry.url.clone(), topic.clone());
+    tokio::task::spawn_blocking(move || {
+        produce(&[
+            "--topic",
+            &t,
+            "--count",
+            &n.to_string(),
+            "--seed",
+            "11",
+            "--partitions",
+            "2",
+            "--encoding",
+            "confluent",
+            "--schema-registry",
+            &url,
+        ]);
+    })
+    .await
+    .unwrap();
+    // The registry now answers 503 to the next 4 requests: the decoder waits, loses nothing.
+    registry.fail_next(4);
+    let format = format_spec(&format!(
+        "{{encoding: confluent, schemaRegistry: {{url: '{}', timeout: 2s}}}}",
+        registry.url
+    ));
+    let client = spillway_worker::format::registry_client(&format, &MapSecrets::default()).unwrap();
+    let mut decoder = ValueDecoder::new(&format, std::path::Path::new("."), client)
+        .await
+        .unwrap();
+    let (batch, _, bad) = consume(&topic, n, &mut decoder).await;
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(sorted(rows(&batch)), sorted(expected(11, n)));
+    let (requests, failed) = registry.counts();
+    assert_eq!(failed, 4, "the outage was seen");
+    assert!(
+        requests >= 6,
+        "register + 4 failures + the successful lookup: {requests}"
+    );
+}
