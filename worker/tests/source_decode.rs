@@ -18,7 +18,7 @@ use spillway_e2e::registry::RegistryFixture;
 use spillway_worker::format::ValueDecoder;
 use spillway_worker::generate::HsuTestGenerator;
 use spillway_worker::secrets::MapSecrets;
-use spillway_worker::source::{Accept, Assignment, KafkaSource, Positions, config};
+use spillway_worker::source::{Accept, Assignment, KafkaSource, Positions, TopicPartition, config};
 
 fn produce(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_spillway"))
@@ -211,4 +211,190 @@ async fn confluent_records_decode_through_the_registry_even_during_an_outage() {
         requests >= 6,
         "register + 4 failures + the successful lookup: {requests}"
     );
+}
+
+const V1: &str = r#"{"type":"record","name":"HsuTestEvent","fields":[{"name":"user","type":"string"},{"name":"event","type":"string"},{"name":"amount","type":"double"},{"name":"ts","type":"long"}]}"#;
+const V2: &str = r#"{"type":"record","name":"HsuTestEvent","fields":[{"name":"user","type":"string"},{"name":"event","type":"string"},{"name":"amount","type":"double"},{"name":"ts","type":"long"},{"name":"country","type":"string","default":"unknown"}]}"#;
+
+fn confluent(id: u32, schema: &str, fields: Vec<(&str, apache_avro::types::Value)>) -> Vec<u8> {
+    let schema = apache_avro::Schema::parse_str(schema).unwrap();
+    let record = apache_avro::types::Value::Record(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    );
+    let mut out = vec![0];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend(apache_avro::to_avro_datum(&schema, record).unwrap());
+    out
+}
+
+async fn send_all(topic: &str, partitions: i32, payloads: &[Vec<u8>]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), topic, partitions)
+        .await
+        .unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", support::kafka_bootstrap())
+        .create()
+        .unwrap();
+    for (i, p) in payloads.iter().enumerate() {
+        let key = format!("k{i}");
+        producer
+            .send(
+                FutureRecord::to(topic).payload(p).key(&key).partition(0),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_and_v2_writers_interleaved_decode_under_the_v2_reader() {
+    use apache_avro::types::Value;
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let registry = RegistryFixture::start().await.unwrap();
+    let topic = support::unique("evolve");
+    let subject = format!("{topic}-value");
+    let (id1, id2) = (
+        registry.register(&subject, V1),
+        registry.register(&subject, V2),
+    );
+    let base = |i: i64| {
+        vec![
+            ("user", Value::String(format!("user-{i}"))),
+            ("event", Value::String("click".into())),
+            ("amount", Value::Double(i as f64 / 4.0)),
+            ("ts", Value::Long(1_000 + i)),
+        ]
+    };
+    let payloads: Vec<Vec<u8>> = (0..100i64)
+        .map(|i| {
+            if i % 2 == 0 {
+                confluent(id1, V1, base(i))
+            } else {
+                let mut f = base(i);
+                f.push(("country", Value::String(format!("c{i}"))));
+                confluent(id2, V2, f)
+            }
+        })
+        .collect();
+    send_all(&topic, 1, &payloads).await;
+    let format = format_spec(&format!(
+        "{{encoding: confluent, schemaRegistry: {{url: '{}'}}, readerSchema: {{registry: {{subject: '{subject}', version: latest}}}}}}",
+        registry.url
+    ));
+    let client = spillway_worker::format::registry_client(&format, &MapSecrets::default()).unwrap();
+    let mut decoder = ValueDecoder::new(&format, std::path::Path::new("."), client)
+        .await
+        .unwrap();
+    let (batch, meta, bad) = consume(&topic, 100, &mut decoder).await;
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(batch.num_columns(), 5, "the v2 reader schema");
+    let country = batch.column_by_name("country").unwrap().as_string::<i32>();
+    let ts = batch
+        .column_by_name("ts")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    let mut by_offset: Vec<(i64, i64, String)> = (0..batch.num_rows())
+        .map(|r| (meta[r].1, ts.value(r), country.value(r).to_string()))
+        .collect();
+    by_offset.sort();
+    for (offset, ts, country) in by_offset {
+        assert_eq!(ts, 1_000 + offset);
+        let want = if offset % 2 == 0 {
+            "unknown".to_string()
+        } else {
+            format!("c{offset}")
+        };
+        assert_eq!(country, want, "offset {offset}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_offsets_apply_where_the_sink_has_no_position() {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let topic = support::unique("start");
+    // One record per batch: tansu 0.6 answers a fetch from an offset inside a record batch
+    // with the *next* batch (it skips the rest of the containing one), so tests that start
+    // mid-stream write single-record batches. Real Kafka returns the containing batch.
+    let single = ["-X", "linger.ms=0", "-X", "batch.num.messages=1"];
+    produce(
+        &[
+            &[
+                "--topic",
+                &topic,
+                "--count",
+                "50",
+                "--seed",
+                "3",
+                "--partitions",
+                "1",
+            ][..],
+            &single[..],
+        ]
+        .concat(),
+    );
+    // Single-record tail batch so tansu's high watermark is exact (see DESIGN.md).
+    produce(&["--topic", &topic, "--count", "1", "--seed", "4"]);
+    let mut spec = kafka_spec(&topic);
+    spec.starting_offsets = spillway_api::StartingOffsets::Offsets;
+    spec.starting_partition_offsets =
+        Some([(topic.clone(), [("0".to_string(), 20i64)].into())].into());
+    let cfg = {
+        let mut c =
+            config::consumer_config(&spec, &support::unique("g"), "test", &MapSecrets::default())
+                .unwrap();
+        c.insert("max.poll.interval.ms".into(), "10000".into());
+        c.insert("session.timeout.ms".into(), "10000".into());
+        c
+    };
+    let (source, mut assignments) = KafkaSource::subscribe(&spec, &cfg).unwrap();
+    let tp = TopicPartition {
+        topic: topic.clone(),
+        partition: 0,
+    };
+    // Rebalance callbacks run while the consumer is polled: poll until assigned.
+    let tps = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::select! {
+            Some(Assignment::Assigned(tps)) = assignments.recv() => tps,
+            m = source.recv() => panic!("unexpected record before positioning: {:?}", m.map(|m| m.offset())),
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(tps, vec![tp.clone()]);
+    // No sink position: startingPartitionOffsets says 20.
+    let marks = source.watermarks(&tp).await.unwrap();
+    let report = source.position(&tps, &BTreeMap::new()).await.unwrap();
+    assert_eq!(report.next[&tp], 20, "watermarks {marks:?}");
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let m = tokio::time::timeout(Duration::from_secs(30), source.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push(m.offset());
+    }
+    assert_eq!(seen, [20, 21, 22, 23], "watermarks {marks:?}");
+    // The sink's position wins over startingOffsets.
+    let report = source
+        .position(&tps, &[(tp.clone(), 42)].into())
+        .await
+        .unwrap();
+    assert_eq!(report.next[&tp], 42);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let m = tokio::time::timeout(Duration::from_secs(30), source.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push(m.offset());
+    }
+    assert_eq!(seen, [42, 43, 44, 45]);
+    let (low, high) = source.watermarks(&tp).await.unwrap();
+    assert_eq!((low, high), (0, 51));
 }

@@ -2,10 +2,10 @@
 //! explicit positioning from the sink's positions, data-loss detection, group commits.
 //!
 //! Positions: the sink is the source of truth. librdkafka assigns partitions in the
-//! rebalance callback, which pauses them and hands the assignment to the loop; the loop
-//! reads the sink's next offsets and calls [`KafkaSource::position`], which seeks each
+//! rebalance callback, which hands the assignment to the loop; the loop
+//! reads the sink's next offsets and calls [`KafkaSource::position`], which places each
 //! partition (sink offset, else `startingOffsets`), checks it against the partition's low
-//! watermark (data loss), and resumes it. [`Positions::accept`] then drops anything
+//! watermark (data loss), re-assigns the partitions at those offsets and resumes them. [`Positions::accept`] then drops anything
 //! before the expected offset and flags gaps for a low-watermark check.
 
 pub mod config;
@@ -45,7 +45,7 @@ impl std::fmt::Display for TopicPartition {
 /// An assignment change, handed from the rebalance callback to the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assignment {
-    /// Partitions newly assigned (paused until positioned).
+    /// The partitions now assigned (eager protocol: the whole assignment).
     Assigned(Vec<TopicPartition>),
     /// Partitions taken away.
     Revoked(Vec<TopicPartition>),
@@ -73,18 +73,12 @@ pub enum SourceError {
     /// `startingTimestamp` is not an RFC 3339 time.
     #[error("invalid startingTimestamp {0:?}")]
     Timestamp(String),
-    /// A partition never accepted the seek to its position.
-    #[error("failed to seek {tp}")]
-    Seek {
-        /// Partition.
-        tp: TopicPartition,
-    },
     /// A blocking librdkafka call could not be run.
     #[error("source task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
 
-/// The rebalance callbacks: never panic, pause new partitions, tell the loop.
+/// The rebalance callbacks: never panic, tell the loop.
 struct SourceContext {
     tx: mpsc::UnboundedSender<Assignment>,
 }
@@ -108,13 +102,11 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                // Nothing is fetched until the loop has positioned the partition.
-                if let Err(e) = consumer.pause(tpl) {
-                    warn!(error = %e, "failed to pause newly assigned partitions");
-                }
+                // Records fetched before the loop positions the partitions are dropped
+                // (`Accept::NotPositioned`); `position` re-assigns at explicit offsets.
                 let _ = self.tx.send(Assignment::Assigned(partitions(tpl)));
             }
             Rebalance::Revoke(_) => {}
@@ -130,6 +122,49 @@ pub struct PositionReport {
     pub next: BTreeMap<TopicPartition, i64>,
     /// Offsets lost to retention and skipped (`onDataLoss: skip`).
     pub lost: i64,
+}
+
+/// What decides where a partition starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartInput {
+    /// The sink's next offset, if the sink has committed this partition.
+    pub sink_next: Option<i64>,
+    /// `startingOffsets`.
+    pub policy: StartingOffsets,
+    /// The partition's entry in `startingPartitionOffsets` (-2 earliest, -1 latest).
+    pub explicit: Option<i64>,
+    /// The first offset at or after `startingTimestamp`, if any.
+    pub by_time: Option<i64>,
+    /// The partition's low watermark (first offset still on the broker).
+    pub low: i64,
+    /// The partition's high watermark (next offset to be written).
+    pub high: i64,
+}
+
+/// Pure: the offset a partition starts at and how many offsets were lost, or the lost
+/// range `(from, to)` when `onDataLoss: fail`. The sink's position wins over
+/// `startingOffsets`; a wanted offset below the low watermark is data loss.
+pub fn start_offset(s: &StartInput, on_data_loss: OnDataLoss) -> Result<(i64, i64), (i64, i64)> {
+    let wanted = match s.sink_next {
+        Some(o) => o,
+        None => match s.policy {
+            StartingOffsets::Earliest => s.low,
+            StartingOffsets::Latest => s.high,
+            StartingOffsets::Timestamp => s.by_time.unwrap_or(s.high),
+            StartingOffsets::Offsets => match s.explicit {
+                None | Some(-2) => s.low,
+                Some(-1) => s.high,
+                Some(o) => o,
+            },
+        },
+    };
+    if wanted < s.low {
+        return match on_data_loss {
+            OnDataLoss::Fail => Err((wanted, s.low)),
+            OnDataLoss::Skip => Ok((s.low, s.low - wanted)),
+        };
+    }
+    Ok((wanted.min(s.high), 0))
 }
 
 /// The Kafka source of one worker.
@@ -220,80 +255,46 @@ impl KafkaSource {
         let by_time = self.offsets_for_timestamp(assigned, sink_next).await?;
         for tp in assigned {
             let (low, high) = self.watermarks(tp).await?;
-            let wanted = match sink_next.get(tp) {
-                Some(o) => *o,
-                None => match self.spec.starting_offsets {
-                    StartingOffsets::Earliest => low,
-                    StartingOffsets::Latest => high,
-                    StartingOffsets::Timestamp => by_time.get(tp).copied().unwrap_or(high),
-                    StartingOffsets::Offsets => self
-                        .spec
-                        .starting_partition_offsets
-                        .as_ref()
-                        .and_then(|m| m.get(&tp.topic))
-                        .and_then(|p| p.get(&tp.partition.to_string()))
-                        .map_or(low, |o| match *o {
-                            -2 => low,
-                            -1 => high,
-                            o => o,
-                        }),
-                },
+            let explicit = self
+                .spec
+                .starting_partition_offsets
+                .as_ref()
+                .and_then(|m| m.get(&tp.topic))
+                .and_then(|p| p.get(&tp.partition.to_string()))
+                .copied();
+            let start = StartInput {
+                sink_next: sink_next.get(tp).copied(),
+                policy: self.spec.starting_offsets,
+                explicit,
+                by_time: by_time.get(tp).copied(),
+                low,
+                high,
             };
-            let target = if wanted < low {
-                match self.spec.on_data_loss {
-                    OnDataLoss::Fail => {
-                        return Err(SourceError::DataLoss {
-                            tp: tp.clone(),
-                            from: wanted,
-                            to: low,
-                        });
-                    }
-                    OnDataLoss::Skip => {
-                        warn!(%tp, from = wanted, to = low, "data loss: skipping offsets deleted by retention");
-                        report.lost += low - wanted;
-                        low
-                    }
+            let (target, lost) = match start_offset(&start, self.spec.on_data_loss) {
+                Ok(x) => x,
+                Err((from, to)) => {
+                    return Err(SourceError::DataLoss {
+                        tp: tp.clone(),
+                        from,
+                        to,
+                    });
                 }
-            } else {
-                wanted.min(high)
             };
-            self.seek(tp, target).await?;
+            if lost > 0 {
+                warn!(%tp, from = target - lost, to = target, "data loss: skipping offsets deleted by retention");
+                report.lost += lost;
+            }
             debug!(%tp, target, low, high, "positioned partition");
             report.next.insert(tp.clone(), target);
         }
+        // Re-assign with explicit offsets (eager protocol: `assigned` is the whole
+        // assignment). A seek on a partition that has not started fetching is not reliable.
         let mut tpl = TopicPartitionList::new();
-        for tp in assigned {
-            tpl.add_partition(&tp.topic, tp.partition);
+        for (tp, o) in &report.next {
+            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*o))?;
         }
-        self.consumer.resume(&tpl)?;
+        self.consumer.assign(&tpl)?;
         Ok(report)
-    }
-
-    async fn seek(&self, tp: &TopicPartition, offset: i64) -> Result<(), SourceError> {
-        let mut last = None;
-        // A partition assigned a moment ago may not accept a seek yet: retry briefly.
-        for attempt in 0..50u32 {
-            let c = self.consumer.clone();
-            let (topic, partition) = (tp.topic.clone(), tp.partition);
-            let r = tokio::task::spawn_blocking(move || {
-                c.seek(
-                    &topic,
-                    partition,
-                    Offset::Offset(offset),
-                    Duration::from_secs(5),
-                )
-            })
-            .await?;
-            match r {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    debug!(%tp, attempt, error = %e, "seek not accepted yet");
-                    last = Some(e);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-        Err(last.map_or_else(|| SourceError::Seek { tp: tp.clone() }, SourceError::Kafka))
     }
 
     async fn offsets_for_timestamp(
@@ -347,5 +348,84 @@ impl KafkaSource {
                 .commit(&tpl, rdkafka::consumer::CommitMode::Async)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(sink_next: Option<i64>, policy: StartingOffsets) -> StartInput {
+        StartInput {
+            sink_next,
+            policy,
+            explicit: None,
+            by_time: None,
+            low: 100,
+            high: 200,
+        }
+    }
+
+    #[test]
+    fn start_offsets_table() {
+        use OnDataLoss::{Fail, Skip};
+        use StartingOffsets::*;
+        type Want = Result<(i64, i64), (i64, i64)>;
+        let cases: &[(StartInput, OnDataLoss, Want)] = &[
+            (input(None, Earliest), Fail, Ok((100, 0))),
+            (input(None, Latest), Fail, Ok((200, 0))),
+            (
+                StartInput {
+                    by_time: Some(150),
+                    ..input(None, Timestamp)
+                },
+                Fail,
+                Ok((150, 0)),
+            ),
+            (input(None, Timestamp), Fail, Ok((200, 0))),
+            (
+                StartInput {
+                    explicit: Some(120),
+                    ..input(None, Offsets)
+                },
+                Fail,
+                Ok((120, 0)),
+            ),
+            (
+                StartInput {
+                    explicit: Some(-1),
+                    ..input(None, Offsets)
+                },
+                Fail,
+                Ok((200, 0)),
+            ),
+            (
+                StartInput {
+                    explicit: Some(-2),
+                    ..input(None, Offsets)
+                },
+                Fail,
+                Ok((100, 0)),
+            ),
+            (input(None, Offsets), Fail, Ok((100, 0))),
+            // the sink's position wins over startingOffsets
+            (input(Some(150), Latest), Fail, Ok((150, 0))),
+            // positions beyond the end are clamped to the end
+            (input(Some(250), Earliest), Fail, Ok((200, 0))),
+            // data loss: the sink needs offset 40 but the broker starts at 100
+            (input(Some(40), Earliest), Fail, Err((40, 100))),
+            (input(Some(40), Earliest), Skip, Ok((100, 60))),
+            (
+                StartInput {
+                    explicit: Some(10),
+                    ..input(None, Offsets)
+                },
+                Fail,
+                Err((10, 100)),
+            ),
+        ];
+        for (i, (s, policy, want)) in cases.iter().enumerate() {
+            assert_eq!(start_offset(s, *policy), *want, "case {i}: {s:?}");
+        }
     }
 }
