@@ -132,3 +132,23 @@ pub fn http_status(
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| SupportError::Malformed(addr.to_string()))
 }
+
+/// The Python with the independent readers (`deltalake`, `pyarrow`): `SPILLWAY_PYTHON`, else
+/// the venv the install script makes, else `python3`.
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("SPILLWAY_PYTHON") {
+        return p;
+    }
+    let cache = std::env::var("SPILLWAY_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|_| {
+            std::env::var("HOME").map(|h| std::path::Path::new(&h).join(".cache/spillway"))
+        });
+    if let Ok(cache) = cache {
+        let venv = cache.join("tools/venv/bin/python3");
+        if venv.exists() {
+            return venv.display().to_string();
+        }
+    }
+    "python3".into()
+}

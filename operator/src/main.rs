@@ -1,8 +1,10 @@
-//! `spillway-operator`: parse arguments, then run the chosen command.
+//! `spillway-operator`: parse arguments, init tracing, then run the chosen command.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use spillway_operator::config::{LogFormat, RunArgs};
+use tracing_subscriber::EnvFilter;
 
 /// The Spillway operator: reconciles StreamingPipelines into worker Deployments.
 #[derive(Debug, Parser)]
@@ -16,6 +18,8 @@ struct Cli {
 enum Command {
     /// Print the StreamingPipeline CustomResourceDefinition as YAML (what `crds/` holds).
     Crd,
+    /// Run the controller: watch StreamingPipelines and reconcile them into workers.
+    Run(RunArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -23,6 +27,20 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Crd => {
             print!("{}", spillway_api::crd::crd_yaml()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            let filter =
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+            let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+            match args.log_format {
+                LogFormat::Json => fmt.json().init(),
+                LogFormat::Text => fmt.init(),
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(spillway_operator::controller::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -33,6 +33,37 @@ pub enum Command {
     /// millisecond timestamps) or random values of any schema, raw or Confluent-encoded,
     /// with a progress line on stderr.
     Produce(ProduceArgs),
+    /// Run a pipeline manifest here, without Kubernetes, until Ctrl-C/SIGTERM (or, with
+    /// `trigger.availableNow`, until the offsets present at start are committed).
+    /// Credentials come from `SPILLWAY_SECRET_<NAME>_<KEY>` environment variables.
+    Run {
+        /// Manifest file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Address of the `/progress`, `/metrics`, `/healthz`, `/readyz` server.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
+    },
+    /// The main job on embedded defaults, with nothing installed: an in-process Kafka
+    /// (librdkafka's mock cluster), the load generator, and the HsuTestEvent pipeline into a
+    /// local Delta table; progress per batch, then a summary with a few rows.
+    Demo {
+        /// Stop after this long (Go duration); Ctrl-C stops earlier.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Records the generator produces.
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+        /// Generator rate, records per second (0 = as fast as possible).
+        #[arg(long, default_value_t = 200_000)]
+        rps: u64,
+        /// Directory of the Delta table and checkpoint (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Address of the demo's `/progress` and `/metrics` server.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
+    },
     /// Benchmarks that print figures and ratios measured side by side in one run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -96,6 +127,11 @@ pub enum BenchCommand {
     },
 }
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    spillway_api::validate::parse_duration(s)
+        .ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 2m"))
+}
+
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -118,14 +154,7 @@ pub fn validate(files: &[PathBuf]) -> ExitCode {
             }
             Err(e) => {
                 ok = false;
-                eprintln!("{}: invalid", file.display());
-                for p in e.problems() {
-                    if p.path.is_empty() {
-                        eprintln!("  {}", p.message);
-                    } else {
-                        eprintln!("  {}: {}", p.path, p.message);
-                    }
-                }
+                print_problems(file, &e);
             }
         }
     }
@@ -186,5 +215,117 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             print!("{}", crate::decode::bench::format_report(&rows));
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_problems(file: &std::path::Path, e: &crate::manifest::ManifestError) {
+    eprintln!("{}: invalid", file.display());
+    for p in e.problems() {
+        if p.path.is_empty() {
+            eprintln!("  {}", p.message);
+        } else {
+            eprintln!("  {}: {}", p.path, p.message);
+        }
+    }
+}
+
+/// `spillway run`.
+pub async fn run(file: PathBuf, http: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    let loaded = match crate::manifest::load(&file) {
+        Ok(l) => l,
+        Err(e) => {
+            print_problems(&file, &e);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    crate::runner::cancel_on_signals(shutdown.clone());
+    let print: crate::engine::BatchCallback =
+        std::sync::Arc::new(|r| println!("{}", crate::runner::batch_line(r)));
+    match crate::runner::run_pipeline(
+        &loaded,
+        Some(http),
+        shutdown,
+        Default::default(),
+        Some(print),
+    )
+    .await
+    {
+        Ok(s) => {
+            println!(
+                "stopped: {} batches, {} rows, {} bad records skipped, table version {}",
+                s.batches,
+                s.rows,
+                s.skipped,
+                s.table_version.map_or("-".into(), |v| v.to_string())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("pipeline failed ({}): {e}", <&'static str>::from(&e));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `spillway demo`.
+pub async fn demo(
+    duration: std::time::Duration,
+    count: u64,
+    rps: u64,
+    dir: Option<PathBuf>,
+    http: std::net::SocketAddr,
+) -> anyhow::Result<ExitCode> {
+    use rdkafka::mocking::MockCluster;
+    let mock = MockCluster::new(1)?;
+    mock.create_topic("hsudemo", 4, 1)?;
+    let bootstrap = mock.bootstrap_servers();
+    let dir = dir.unwrap_or_else(crate::runner::default_demo_dir);
+    std::fs::create_dir_all(&dir)?;
+    println!(
+        "spillway demo: in-process Kafka at {bootstrap} (topic hsudemo, 4 partitions), {count} HsuTestEvents at {} into the Delta table {}",
+        if rps == 0 {
+            "full speed".to_string()
+        } else {
+            format!("{rps}/s")
+        },
+        dir.join("hsutest").display()
+    );
+    println!("progress: http://{http}/progress   metrics: http://{http}/metrics   (Ctrl-C stops)");
+    let producer = tokio::spawn(crate::runner::produce_into(bootstrap.clone(), count, rps));
+    let manifest = crate::runner::demo_manifest(&bootstrap, &dir);
+    let loaded = crate::manifest::load_str(&manifest, std::path::Path::new("demo.yaml"), &dir)?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    crate::runner::cancel_on_signals(shutdown.clone());
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        crate::runner::sleep_or_forever(Some(duration)).await;
+        stopper.cancel();
+    });
+    let print: crate::engine::BatchCallback =
+        std::sync::Arc::new(|r| println!("{}", crate::runner::batch_line(r)));
+    let summary = crate::runner::run_pipeline(
+        &loaded,
+        Some(http),
+        shutdown,
+        Default::default(),
+        Some(print),
+    )
+    .await;
+    producer.abort();
+    let summary = summary?;
+    println!(
+        "\ndemo finished: {} batches, {} rows committed, table version {}",
+        summary.batches,
+        summary.rows,
+        summary.table_version.map_or("-".into(), |v| v.to_string())
+    );
+    if summary.batches > 0 {
+        println!(
+            "{}",
+            crate::runner::table_summary(&dir.join("hsutest")).await?
+        );
+    }
+    drop(mock);
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,8 @@ fn main() -> anyhow::Result<ExitCode> {
     let args = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,spillway_worker=info,spillway=info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -18,5 +19,15 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Validate { files } => Ok(cli::validate(&files)),
         Command::Bench(cmd) => cli::bench(cmd),
         Command::Produce(a) => tokio::runtime::Runtime::new()?.block_on(cli::produce(a)),
+        Command::Run { file, http } => {
+            tokio::runtime::Runtime::new()?.block_on(cli::run(file, http))
+        }
+        Command::Demo {
+            duration,
+            count,
+            rps,
+            dir,
+            http,
+        } => tokio::runtime::Runtime::new()?.block_on(cli::demo(duration, count, rps, dir, http)),
     }
 }

@@ -1,0 +1,192 @@
+//! I/O: server-side applies a pipeline's children with one field manager (ConfigMap first,
+//! then Deployment, Service, PodDisruptionBudget) and deletes children it no longer wants.
+
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::info;
+
+use crate::build::{Children, FIELD_MANAGER, children_selector};
+
+/// Why applying or cleaning up children failed.
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
+pub enum Error {
+    /// The API server refused or failed a server-side apply.
+    #[error("failed to apply {kind} {namespace}/{name}: {source}")]
+    ApplyFailed {
+        /// Kind of the child.
+        kind: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Listing children (to find orphans) failed.
+    #[error("failed to list {kind} in {namespace}: {source}")]
+    ListFailed {
+        /// Kind listed.
+        kind: String,
+        /// Namespace listed.
+        namespace: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Deleting an orphaned child failed.
+    #[error("failed to delete orphaned {kind} {namespace}/{name}: {source}")]
+    DeleteFailed {
+        /// Kind of the orphan.
+        kind: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// The static name of the variant (metric label, Event reason).
+    pub fn reason(&self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether retrying cannot help until the pipeline changes: the API server judged the
+    /// object itself invalid (400 Bad Request, 422 Invalid).
+    pub fn is_permanent(&self) -> bool {
+        let source = match self {
+            Self::ApplyFailed { source, .. }
+            | Self::ListFailed { source, .. }
+            | Self::DeleteFailed { source, .. } => source,
+        };
+        matches!(source, kube::Error::Api(s) if s.code == 400 || s.code == 422)
+    }
+}
+
+/// Applies every child in order and returns the Deployment as the API server stored it
+/// (its `status` included).
+pub async fn apply_children(client: &Client, c: &Children) -> Result<Deployment, Error> {
+    ssa(client, &c.configmap).await?;
+    let deployment = ssa(client, &c.deployment).await?;
+    ssa(client, &c.service).await?;
+    if let Some(pdb) = &c.pdb {
+        ssa(client, pdb).await?;
+    }
+    Ok(deployment)
+}
+
+/// Deletes the children of pipeline `name` (labelled as such and owned by `owner_uid`) that
+/// `c` no longer contains, e.g. the PodDisruptionBudget after a suspend. Returns
+/// `Kind/name` of each deleted child.
+pub async fn delete_orphans(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    owner_uid: &str,
+    c: &Children,
+) -> Result<Vec<String>, Error> {
+    let sweep = Sweep {
+        client,
+        namespace,
+        selector: children_selector(name),
+        owner_uid,
+    };
+    let mut deleted = vec![];
+    deleted.extend(sweep.run::<ConfigMap>(&[&c.configmap]).await?);
+    deleted.extend(sweep.run::<Deployment>(&[&c.deployment]).await?);
+    deleted.extend(sweep.run::<Service>(&[&c.service]).await?);
+    let pdbs: Vec<&PodDisruptionBudget> = c.pdb.iter().collect();
+    deleted.extend(sweep.run::<PodDisruptionBudget>(&pdbs).await?);
+    Ok(deleted)
+}
+
+async fn ssa<K>(client: &Client, obj: &K) -> Result<K, Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    Api::<K>::namespaced(client.clone(), &namespace)
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await
+        .map_err(|source| Error::ApplyFailed {
+            kind: K::kind(&()).to_string(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+            source,
+        })
+}
+
+struct Sweep<'a> {
+    client: &'a Client,
+    namespace: &'a str,
+    selector: String,
+    owner_uid: &'a str,
+}
+
+impl Sweep<'_> {
+    async fn run<K>(&self, keep: &[&K]) -> Result<Vec<String>, Error>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + Debug
+            + DeserializeOwned,
+    {
+        let kind = K::kind(&()).to_string();
+        let api = Api::<K>::namespaced(self.client.clone(), self.namespace);
+        let list = api
+            .list(&ListParams::default().labels(&self.selector))
+            .await
+            .map_err(|source| Error::ListFailed {
+                kind: kind.clone(),
+                namespace: self.namespace.to_string(),
+                source,
+            })?;
+        let mut deleted = vec![];
+        for obj in list.items {
+            let name = obj.name_any();
+            let owned = obj
+                .owner_references()
+                .iter()
+                .any(|o| o.uid == self.owner_uid);
+            if !owned || keep.iter().any(|k| k.name_any() == name) {
+                continue;
+            }
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(source) => {
+                    return Err(Error::DeleteFailed {
+                        kind,
+                        namespace: self.namespace.to_string(),
+                        name,
+                        source,
+                    });
+                }
+            }
+            info!(kind = %kind, namespace = self.namespace, name = %name, "deleted orphaned child");
+            deleted.push(format!("{kind}/{name}"));
+        }
+        Ok(deleted)
+    }
+}

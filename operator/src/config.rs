@@ -1,0 +1,129 @@
+//! Pure: the `run` command's settings — flags with environment fallbacks — and the
+//! reconcile settings derived from them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// `spillway-operator run` flags.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    /// Namespaces to watch, comma-separated or repeated; every namespace when omitted.
+    #[arg(
+        long = "namespace",
+        env = "SPILLWAY_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Address of the operator's `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "SPILLWAY_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Elect one leader among the operator's replicas on a Lease; disable only when a
+    /// single replica runs.
+    #[arg(long, env = "SPILLWAY_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "SPILLWAY_LEASE_NAME", default_value = "spillway-operator")]
+    pub lease_name: String,
+    /// Namespace of the leader Lease. Default: the operator's own (from the service
+    /// account), else the client's default namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the Lease. Default: `$HOSTNAME` (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// How long an unrenewed lease stays with its holder (Go duration).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// How often a running pipeline's workers are asked for `/progress` (Go duration).
+    #[arg(long, env = "SPILLWAY_PROGRESS_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub progress_interval: Duration,
+    /// How long one worker may take to answer `/progress` (Go duration).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub progress_timeout: Duration,
+    /// Log format.
+    #[arg(long, env = "SPILLWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    spillway_api::validate::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("invalid duration {s:?}: use a Go duration such as 15s or 1m"))
+}
+
+/// What a reconciliation needs to know beyond the pipeline.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Requeue interval of a running pipeline (progress polling).
+    pub progress_interval: Duration,
+    /// Timeout of one worker's `/progress` answer.
+    pub progress_timeout: Duration,
+    /// First retry delay after a failed reconciliation; doubles per failure.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            progress_interval: Duration::from_secs(30),
+            progress_timeout: Duration::from_secs(2),
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl From<&RunArgs> for Settings {
+    fn from(a: &RunArgs) -> Self {
+        Self {
+            progress_interval: a.progress_interval,
+            progress_timeout: a.progress_timeout,
+            ..Self::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn flags_and_defaults() {
+        let cli = Cli::try_parse_from(["x", "--namespace", "a,b", "--namespace", "c"]).unwrap();
+        assert_eq!(cli.run.namespaces, ["a", "b", "c"]);
+        assert!(cli.run.leader_election);
+        assert_eq!(cli.run.lease_duration, Duration::from_secs(15));
+        let cli = Cli::try_parse_from([
+            "x",
+            "--leader-election",
+            "false",
+            "--progress-interval",
+            "1m",
+        ])
+        .unwrap();
+        assert!(!cli.run.leader_election);
+        assert_eq!(
+            Settings::from(&cli.run).progress_interval,
+            Duration::from_secs(60)
+        );
+        assert!(Cli::try_parse_from(["x", "--lease-duration", "0s"]).is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! I/O: reads what a pipeline's status depends on — its worker Deployment, the ready worker
+//! pods and each one's `/progress` — and never a Secret.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+use spillway_api::defaults::WORKER_HTTP_PORT;
+use tracing::debug;
+
+use crate::build::{CONTAINER_NAME, HTTP_PORT_NAME, selector_string};
+use crate::report::{PROGRESS_PATH, WorkerProgress};
+
+/// Why the cluster could not be read.
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
+pub enum Error {
+    /// Reading the worker Deployment failed.
+    #[error("failed to read deployment {namespace}/{name}: {source}")]
+    GetDeploymentFailed {
+        /// Namespace.
+        namespace: String,
+        /// Deployment (= pipeline) name.
+        name: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Listing the worker pods failed.
+    #[error("failed to list the worker pods of {namespace}/{name}: {source}")]
+    ListPodsFailed {
+        /// Namespace.
+        namespace: String,
+        /// Pipeline name.
+        name: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// The static name of the variant (metric label, Event reason).
+    pub fn reason(&self) -> &'static str {
+        self.into()
+    }
+}
+
+/// What was read.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// The worker Deployment, when it exists.
+    pub deployment: Option<Deployment>,
+    /// Every ready worker pod and what its `/progress` answered.
+    pub workers: Vec<Worker>,
+}
+
+/// A ready worker pod and its `/progress` answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Worker {
+    /// Pod name.
+    pub pod: String,
+    /// The report, or why it could not be had (connection refused, timeout, bad JSON).
+    pub report: Result<WorkerProgress, String>,
+}
+
+/// Reads pipeline `name`'s Deployment and, when it has ready replicas, the ready pods'
+/// `/progress` (concurrently, each bounded by `timeout`).
+pub async fn observe(
+    client: &Client,
+    http: &reqwest::Client,
+    timeout: Duration,
+    namespace: &str,
+    name: &str,
+) -> Result<Observed, Error> {
+    let deployment = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::GetDeploymentFailed {
+            namespace: namespace.into(),
+            name: name.into(),
+            source,
+        })?;
+    let ready = deployment
+        .as_ref()
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    if ready == 0 {
+        return Ok(Observed {
+            deployment,
+            workers: vec![],
+        });
+    }
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(&selector_string(name)))
+        .await
+        .map_err(|source| Error::ListPodsFailed {
+            namespace: namespace.into(),
+            name: name.into(),
+            source,
+        })?;
+    let targets: Vec<(String, String)> = pods
+        .items
+        .iter()
+        .filter(|p| is_ready(p))
+        .filter_map(|p| progress_url(p).map(|u| (p.name_any(), u)))
+        .collect();
+    let workers = join_all(targets.into_iter().map(|(pod, url)| async move {
+        let report = fetch(http, &url, timeout).await;
+        if let Err(e) = &report {
+            debug!(pod = %pod, url = %url, error = %e, "worker progress unavailable");
+        }
+        Worker { pod, report }
+    }))
+    .await;
+    Ok(Observed {
+        deployment,
+        workers,
+    })
+}
+
+/// Whether a pod is ready, running and not being deleted.
+pub fn is_ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// `http://<podIP>:<port>/progress`, the port being the worker container's named port
+/// `http` (default [`WORKER_HTTP_PORT`]).
+pub fn progress_url(p: &Pod) -> Option<String> {
+    let ip = p.status.as_ref()?.pod_ip.as_deref()?;
+    let port = p
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == CONTAINER_NAME))
+        .and_then(|c| c.ports.as_ref())
+        .and_then(|ports| {
+            ports
+                .iter()
+                .find(|port| port.name.as_deref() == Some(HTTP_PORT_NAME))
+        })
+        .map_or(WORKER_HTTP_PORT, |port| port.container_port);
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    Some(format!("http://{host}:{port}{PROGRESS_PATH}"))
+}
+
+async fn fetch(
+    http: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<WorkerProgress, String> {
+    let response = http
+        .get(url)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let response = response
+        .error_for_status()
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    response
+        .json::<WorkerProgress>()
+        .await
+        .map_err(|e| format!("GET {url}: invalid progress report: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodCondition, PodSpec, PodStatus};
+
+    fn pod(ip: Option<&str>, port: Option<i32>, ready: bool) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: CONTAINER_NAME.into(),
+                    ports: port.map(|p| {
+                        vec![ContainerPort {
+                            name: Some("http".into()),
+                            container_port: p,
+                            ..Default::default()
+                        }]
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                pod_ip: ip.map(Into::into),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn progress_urls() {
+        let cases = [
+            (
+                pod(Some("10.0.0.7"), Some(9000), true),
+                Some("http://10.0.0.7:9000/progress"),
+            ),
+            (
+                pod(Some("10.0.0.7"), None, true),
+                Some("http://10.0.0.7:8080/progress"),
+            ),
+            (
+                pod(Some("fd00::7"), Some(8080), true),
+                Some("http://[fd00::7]:8080/progress"),
+            ),
+            (pod(None, Some(8080), true), None),
+        ];
+        for (p, want) in cases {
+            assert_eq!(progress_url(&p).as_deref(), want);
+        }
+    }
+
+    #[test]
+    fn readiness() {
+        assert!(is_ready(&pod(Some("10.0.0.1"), None, true)));
+        assert!(!is_ready(&pod(Some("10.0.0.1"), None, false)));
+        assert!(!is_ready(&Pod::default()));
+    }
+}

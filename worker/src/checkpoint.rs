@@ -1,0 +1,172 @@
+//! I/O: the pipeline's checkpoint on object storage (or a local path): the stable query
+//! id (created put-if-absent) and the recent progress reports.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use spillway_api::StreamingQueryProgress;
+use url::Url;
+
+use crate::progress::RECENT;
+
+/// Errors of the checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The store failed.
+    #[error("checkpoint {uri}: {source}")]
+    Store {
+        /// Checkpoint URI.
+        uri: String,
+        /// The error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A checkpoint file is not what Spillway writes.
+    #[error("checkpoint {uri}: corrupt {file}: {message}")]
+    Corrupt {
+        /// Checkpoint URI.
+        uri: String,
+        /// The file.
+        file: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The checkpoint of one pipeline.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    uri: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Metadata {
+    id: String,
+}
+
+impl Checkpoint {
+    /// Opens the checkpoint at `url`.
+    pub fn open(
+        url: &Url,
+        options: &std::collections::HashMap<String, String>,
+    ) -> Result<Self, CheckpointError> {
+        let uri = url.to_string();
+        let (store, prefix) =
+            object_store::parse_url_opts(url, options.iter()).map_err(|source| {
+                CheckpointError::Store {
+                    uri: uri.clone(),
+                    source,
+                }
+            })?;
+        Ok(Self {
+            store: Arc::from(store),
+            prefix,
+            uri,
+        })
+    }
+
+    fn path(&self, name: &str) -> Path {
+        Path::from(
+            format!("{}/{name}", self.prefix.as_ref().trim_end_matches('/'))
+                .trim_start_matches('/'),
+        )
+    }
+
+    fn err(&self, source: object_store::Error) -> CheckpointError {
+        CheckpointError::Store {
+            uri: self.uri.clone(),
+            source,
+        }
+    }
+
+    /// The query id, created on first use and stable afterwards (put-if-absent, so two
+    /// workers starting together agree on one id).
+    pub async fn query_id(&self) -> Result<String, CheckpointError> {
+        let path = self.path("metadata.json");
+        let fresh = Metadata {
+            id: uuid::Uuid::new_v4().to_string(),
+        };
+        let body = serde_json::to_vec(&fresh).map_err(|e| self.corrupt("metadata.json", e))?;
+        match self
+            .store
+            .put_opts(
+                &path,
+                PutPayload::from(body),
+                PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(_) => return Ok(fresh.id),
+            Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(self.err(e)),
+        }
+        let bytes = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| self.err(e))?
+            .bytes()
+            .await
+            .map_err(|e| self.err(e))?;
+        let m: Metadata =
+            serde_json::from_slice(&bytes).map_err(|e| self.corrupt("metadata.json", e))?;
+        Ok(m.id)
+    }
+
+    fn corrupt(&self, file: &str, e: impl ToString) -> CheckpointError {
+        CheckpointError::Corrupt {
+            uri: self.uri.clone(),
+            file: file.into(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The id the next batch gets: one more than the last recorded report.
+    pub async fn next_batch_id(&self) -> Result<i64, CheckpointError> {
+        let prefix = self.path("progress");
+        let items: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e))?;
+        let last = items
+            .iter()
+            .filter_map(|o| {
+                o.location
+                    .filename()?
+                    .strip_suffix(".json")?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .max();
+        Ok(last.map_or(0, |b| b + 1))
+    }
+
+    /// Records a report and forgets the one [`RECENT`] batches older.
+    pub async fn write_progress(&self, p: &StreamingQueryProgress) -> Result<(), CheckpointError> {
+        let body = serde_json::to_vec(p).map_err(|e| self.corrupt("progress", e))?;
+        self.store
+            .put(
+                &self.path(&format!("progress/{:020}.json", p.batch_id)),
+                PutPayload::from(body),
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        let old = p.batch_id - RECENT as i64;
+        if old >= 0 {
+            let _ = self
+                .store
+                .delete(&self.path(&format!("progress/{old:020}.json")))
+                .await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,499 @@
+//! The micro-batch loop: source → decode → (metadata columns) → sink → commit → progress.
+//!
+//! One readable function driven by `tokio::select!` over shutdown, assignment changes, the
+//! trigger and the consumer. Stages do their work; the loop records progress.
+
+pub mod metadata;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Headers, Message, Timestamp};
+use spillway_api::{
+    MetadataColumn, OnBadRecord, OnDataLoss, SinkProgress, SourceProgress, StreamingQueryProgress,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::format::{BadRecord, FormatError, ValueDecoder};
+use crate::manifest::LoadedPipeline;
+use crate::progress::ProgressState;
+use crate::secrets::SecretSource;
+use crate::sink::delta::{DeltaSink, DeltaSinkError};
+use crate::source::{
+    Accept, Assignment, KafkaSource, Positions, SourceError, TopicPartition, config,
+};
+use crate::storage::{self, StorageError};
+use metadata::RowMeta;
+
+/// Errors that stop a pipeline.
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
+pub enum EngineError {
+    /// The source failed (including data loss with `onDataLoss: fail`).
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Decoding setup or the registry failed.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The sink failed.
+    #[error(transparent)]
+    Sink(#[from] DeltaSinkError),
+    /// The checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// Storage settings are unusable.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A secret is missing.
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
+    /// Building the batch failed.
+    #[error("failed to build the batch: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// A bad record with `onBadRecord: fail`.
+    #[error("bad record at {tp}@{offset} ({reason}): {message}")]
+    BadRecord {
+        /// Partition.
+        tp: TopicPartition,
+        /// Offset.
+        offset: i64,
+        /// Static reason.
+        reason: &'static str,
+        /// Detail.
+        message: String,
+    },
+    /// A part of the spec this build does not run yet.
+    #[error("not supported yet: {0}")]
+    Unsupported(&'static str),
+}
+
+/// Called with each committed batch's report.
+pub type BatchCallback = Arc<dyn Fn(&StreamingQueryProgress) + Send + Sync>;
+
+/// How to run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Where secret references resolve.
+    pub secrets: Arc<dyn SecretSource>,
+    /// Extra consumer properties (tests lower session timeouts).
+    pub consumer_overrides: BTreeMap<String, String>,
+    /// Called with each batch's report.
+    pub on_batch: Option<BatchCallback>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions").finish()
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Batches committed.
+    pub batches: i64,
+    /// Rows committed.
+    pub rows: i64,
+    /// Bad records skipped.
+    pub skipped: i64,
+    /// Table version at the end.
+    pub table_version: Option<i64>,
+}
+
+/// The open micro-batch.
+#[derive(Default)]
+struct Pending {
+    start: BTreeMap<TopicPartition, i64>,
+    next: BTreeMap<TopicPartition, i64>,
+    records: i64,
+    bad: i64,
+    opened: Option<Instant>,
+    decode: Duration,
+}
+
+impl Pending {
+    fn record(&mut self, tp: &TopicPartition, offset: i64) {
+        self.start.entry(tp.clone()).or_insert(offset);
+        self.next.insert(tp.clone(), offset + 1);
+        self.records += 1;
+        self.opened.get_or_insert_with(Instant::now);
+    }
+}
+
+fn offsets(m: &BTreeMap<TopicPartition, i64>) -> spillway_api::TopicOffsets {
+    let mut out = spillway_api::TopicOffsets::new();
+    for (tp, o) in m {
+        out.entry(tp.topic.clone())
+            .or_default()
+            .insert(tp.partition.to_string(), *o);
+    }
+    out
+}
+
+/// Runs a pipeline until shutdown (or, with `availableNow`, until the end offsets seen at
+/// start are committed).
+pub async fn run(
+    loaded: &LoadedPipeline,
+    opts: RunOptions,
+    progress: ProgressState,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, EngineError> {
+    let p = &loaded.pipeline;
+    let spec = &p.spec;
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let namespace = p
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let kafka = &spec.source.kafka;
+    let group = kafka.effective_group_id(&namespace, &name);
+    let delta_spec = spec
+        .sink
+        .delta
+        .as_ref()
+        .ok_or(EngineError::Unsupported("the parquet sink"))?;
+    if spec.transform.as_ref().is_some_and(|t| t.sql.is_some()) {
+        return Err(EngineError::Unsupported("transform.sql"));
+    }
+    let policy = spec
+        .errors
+        .as_ref()
+        .map_or(OnBadRecord::Fail, |e| e.on_bad_record);
+    if policy == OnBadRecord::DeadLetter {
+        return Err(EngineError::Unsupported("dead-letter destinations"));
+    }
+    let cols: Vec<MetadataColumn> = spec
+        .transform
+        .as_ref()
+        .map(|t| t.metadata_columns.clone())
+        .unwrap_or_default();
+    let want_key = cols.contains(&MetadataColumn::Key);
+    let want_headers = cols.contains(&MetadataColumn::Headers);
+    let trigger = spec.effective_trigger();
+    let available_now = trigger.is_available_now();
+    let interval = spillway_api::validate::parse_duration(trigger.effective_interval())
+        .unwrap_or(Duration::from_secs(10));
+    let max_records = kafka.max_records_per_batch;
+
+    let store_opts = storage::options(spec.storage.as_ref(), opts.secrets.as_ref())?;
+    let table_url = storage::url(&delta_spec.uri, &loaded.base_dir)?;
+    let mut sink = DeltaSink::open(
+        &table_url,
+        store_opts.clone(),
+        &group,
+        delta_spec.partition_by.clone(),
+    )
+    .await?;
+    let checkpoint = Checkpoint::open(
+        &storage::url(&spec.checkpoint.uri, &loaded.base_dir)?,
+        &store_opts,
+    )?;
+    let id = checkpoint.query_id().await?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let mut batch_id = checkpoint.next_batch_id().await?;
+
+    let registry = crate::format::registry_client(&spec.format.avro, opts.secrets.as_ref())?;
+    let mut decoder: ValueDecoder<RowMeta> =
+        ValueDecoder::new(&spec.format.avro, &loaded.base_dir, registry).await?;
+    let mut cfg = config::consumer_config(
+        kafka,
+        &group,
+        &format!("spillway-{name}"),
+        opts.secrets.as_ref(),
+    )?;
+    cfg.extend(opts.consumer_overrides.clone());
+    let (source, mut assignments) = KafkaSource::subscribe(kafka, &cfg)?;
+    info!(pipeline = %name, group = %group, query_id = %id, run_id = %run_id, "pipeline started");
+    progress.status("Waiting for data to arrive", false, false);
+
+    let mut positions = Positions::default();
+    let mut committed: BTreeMap<TopicPartition, Option<i64>> = BTreeMap::new();
+    let mut end: Option<BTreeMap<TopicPartition, i64>> = None;
+    let mut topics: Vec<String> = Vec::new();
+    let mut pending = Pending::default();
+    let mut summary = RunSummary::default();
+    let mut last_batch_at = Instant::now();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+
+    loop {
+        let mut close = false;
+        let mut stop = false;
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => { close = true; stop = true; }
+            Some(a) = assignments.recv() => match a {
+                Assignment::Assigned(tps) => {
+                    let sink_next = sink.positions(&tps).await?;
+                    let report = source.position(&tps, &sink_next).await?;
+                    positions = Positions::default();
+                    positions.start(&report.next);
+                    committed = tps.iter().map(|tp| (tp.clone(), sink_next.get(tp).copied())).collect();
+                    if available_now && end.is_none() {
+                        let mut e = BTreeMap::new();
+                        for tp in &tps {
+                            e.insert(tp.clone(), source.watermarks(tp).await?.1);
+                        }
+                        end = Some(e);
+                    }
+                    info!(partitions = tps.len(), "partitions assigned and positioned");
+                }
+                Assignment::Revoked(tps) => {
+                    positions.stop(&tps);
+                    // The open batch may hold revoked partitions: abandon it (the sink still
+                    // records their old positions, so they are read again by their new owner).
+                    let _ = decoder.finish()?;
+                    pending = Pending::default();
+                }
+            },
+            _ = tick.tick() => { close = true; }
+            msg = source.recv() => {
+                let msg = msg?;
+                let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+                match positions.accept(topic, partition, offset) {
+                    Accept::Keep => {}
+                    Accept::Drop | Accept::NotPositioned => continue,
+                    Accept::Gap { expected } => {
+                        let tp = TopicPartition { topic: topic.to_string(), partition };
+                        let (low, _) = source.watermarks(&tp).await?;
+                        if low > expected {
+                            if kafka.on_data_loss == OnDataLoss::Fail {
+                                progress.condition("DataLoss", "DataLoss", &format!("offsets {expected}..{low} of {tp} were deleted before they were read"));
+                                return Err(SourceError::DataLoss { tp, from: expected, to: low }.into());
+                            }
+                            warn!(%tp, from = expected, to = low, "data loss: skipped offsets deleted by retention");
+                        }
+                        positions.advance(topic, partition, offset);
+                    }
+                }
+                let topic_idx = match topics.iter().position(|t| t == topic) {
+                    Some(i) => i,
+                    None => { topics.push(topic.to_string()); topics.len() - 1 }
+                };
+                let tp = TopicPartition { topic: topic.to_string(), partition };
+                pending.record(&tp, offset);
+                let meta = RowMeta {
+                    topic: topic_idx as u16,
+                    partition,
+                    offset,
+                    timestamp: match msg.timestamp() {
+                        Timestamp::CreateTime(t) => Some((t, false)),
+                        Timestamp::LogAppendTime(t) => Some((t, true)),
+                        Timestamp::NotAvailable => None,
+                    },
+                    key: if want_key { msg.key().map(<[u8]>::to_vec) } else { None },
+                    headers: if want_headers {
+                        Some(msg.headers().map(|h| h.iter().map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default())
+                    } else { None },
+                };
+                let started = Instant::now();
+                let outcome = decoder.push(msg.payload(), meta).await?;
+                pending.decode += started.elapsed();
+                if let Err(bad) = outcome {
+                    handle_bad(policy, &tp, offset, &bad, &mut pending)?;
+                }
+                if pending.records >= max_records {
+                    close = true;
+                }
+            }
+        }
+        let done = available_now
+            && end.as_ref().is_some_and(|e| {
+                e.iter()
+                    .all(|(tp, o)| positions.next_offsets().get(tp).is_none_or(|n| n >= o))
+            });
+        if (close || done) && !pending.next.is_empty() {
+            progress.status("Processing new data", true, true);
+            let report = commit(
+                &mut sink,
+                &mut decoder,
+                &source,
+                &checkpoint,
+                &mut pending,
+                &committed,
+                &topics,
+                &cols,
+                (&id, &run_id, &name, batch_id),
+                last_batch_at,
+            )
+            .await;
+            match report {
+                Ok(r) => {
+                    for (tp, o) in &r.1 {
+                        committed.insert(tp.clone(), Some(*o));
+                    }
+                    let r = r.0;
+                    summary.batches += 1;
+                    summary.rows += r.sink.num_output_rows;
+                    summary.table_version = r.sink.table_version;
+                    last_batch_at = Instant::now();
+                    batch_id += 1;
+                    let lag = r.sources.first().map(|s| {
+                        s.latest_offset
+                            .iter()
+                            .flat_map(|(t, ps)| ps.iter().map(move |(p, h)| (t, p, h)))
+                            .map(|(t, p, h)| {
+                                h - s
+                                    .end_offset
+                                    .get(t)
+                                    .and_then(|x| x.get(p))
+                                    .copied()
+                                    .unwrap_or(*h)
+                            })
+                            .filter(|l| *l > 0)
+                            .sum::<i64>()
+                    });
+                    if let Some(cb) = &opts.on_batch {
+                        cb(&r);
+                    }
+                    progress.report(r, lag);
+                }
+                Err(EngineError::Sink(DeltaSinkError::Fenced { .. })) => {
+                    warn!(
+                        "another writer owns some partitions: batch abandoned, positions re-read"
+                    );
+                    let tps: Vec<TopicPartition> = committed.keys().cloned().collect();
+                    let sink_next = sink.positions(&tps).await?;
+                    let report = source.position(&tps, &sink_next).await?;
+                    positions = Positions::default();
+                    positions.start(&report.next);
+                    committed = tps
+                        .iter()
+                        .map(|tp| (tp.clone(), sink_next.get(tp).copied()))
+                        .collect();
+                }
+                Err(e) => return Err(e),
+            }
+            summary.skipped += pending.bad;
+            pending = Pending::default();
+            progress.status("Waiting for data to arrive", false, false);
+        }
+        if done || stop {
+            break;
+        }
+    }
+    info!(pipeline = %name, batches = summary.batches, rows = summary.rows, "pipeline stopped");
+    Ok(summary)
+}
+
+fn handle_bad(
+    policy: OnBadRecord,
+    tp: &TopicPartition,
+    offset: i64,
+    bad: &BadRecord,
+    pending: &mut Pending,
+) -> Result<(), EngineError> {
+    match policy {
+        OnBadRecord::Fail => Err(EngineError::BadRecord {
+            tp: tp.clone(),
+            offset,
+            reason: bad.reason(),
+            message: bad.to_string(),
+        }),
+        OnBadRecord::Skip | OnBadRecord::DeadLetter => {
+            warn!(%tp, offset, reason = bad.reason(), "skipped bad record");
+            pending.bad += 1;
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn commit(
+    sink: &mut DeltaSink,
+    decoder: &mut ValueDecoder<RowMeta>,
+    source: &KafkaSource,
+    checkpoint: &Checkpoint,
+    pending: &mut Pending,
+    committed: &BTreeMap<TopicPartition, Option<i64>>,
+    topics: &[String],
+    cols: &[MetadataColumn],
+    ids: (&str, &str, &str, i64),
+    last_batch_at: Instant,
+) -> Result<(StreamingQueryProgress, BTreeMap<TopicPartition, i64>), EngineError> {
+    let trigger_started = pending.opened.unwrap_or_else(Instant::now);
+    let batch = match decoder.finish()? {
+        Some((batch, meta)) => Some(metadata::with_metadata(batch, &meta, topics, cols)?),
+        None => None,
+    };
+    let rows = batch.as_ref().map_or(0, |b| b.num_rows() as i64);
+    let expected: BTreeMap<TopicPartition, Option<i64>> = pending
+        .next
+        .keys()
+        .map(|tp| (tp.clone(), committed.get(tp).copied().flatten()))
+        .collect();
+    let write_started = Instant::now();
+    let version = sink.commit(batch, &expected, &pending.next).await?;
+    let write = write_started.elapsed();
+    let commit_started = Instant::now();
+    if let Err(e) = source.commit_group(&pending.next) {
+        warn!(error = %e, "offset commit to the consumer group failed (the sink stays the source of truth)");
+    }
+    let mut latest = BTreeMap::new();
+    for tp in pending.next.keys() {
+        if let Ok((_, high)) = source.watermarks(tp).await {
+            latest.insert(tp.clone(), high);
+        }
+    }
+    let total = trigger_started.elapsed();
+    let secs = total.as_secs_f64().max(1e-6);
+    let since_last = last_batch_at.elapsed().as_secs_f64().max(1e-6);
+    let (id, run_id, name, batch_id) = ids;
+    let mut duration_ms = BTreeMap::new();
+    duration_ms.insert("decode".into(), pending.decode.as_millis() as i64);
+    duration_ms.insert(
+        "fetch".into(),
+        total.saturating_sub(pending.decode + write).as_millis() as i64,
+    );
+    duration_ms.insert("transform".into(), 0);
+    duration_ms.insert("write".into(), write.as_millis() as i64);
+    let mut report = StreamingQueryProgress {
+        id: id.into(),
+        run_id: run_id.into(),
+        name: Some(name.into()),
+        batch_id,
+        timestamp: jiff::Timestamp::now().to_string(),
+        num_input_rows: pending.records,
+        input_rows_per_second: pending.records as f64 / since_last,
+        processed_rows_per_second: pending.records as f64 / secs,
+        duration_ms,
+        sources: vec![SourceProgress {
+            description: source.description(),
+            start_offset: offsets(&pending.start),
+            end_offset: offsets(&pending.next),
+            latest_offset: offsets(&latest),
+            num_input_rows: pending.records,
+            input_rows_per_second: pending.records as f64 / since_last,
+            processed_rows_per_second: pending.records as f64 / secs,
+            metrics: BTreeMap::new(),
+        }],
+        sink: SinkProgress {
+            description: sink.description(),
+            num_output_rows: rows,
+            table_version: Some(version),
+            metrics: [("numBadRecords".to_string(), pending.bad.to_string())].into(),
+        },
+        ..Default::default()
+    };
+    checkpoint.write_progress(&report).await?;
+    report
+        .duration_ms
+        .insert("commit".into(), commit_started.elapsed().as_millis() as i64);
+    report.duration_ms.insert(
+        "triggerExecution".into(),
+        trigger_started.elapsed().as_millis() as i64,
+    );
+    info!(
+        batch_id,
+        rows,
+        records = pending.records,
+        bad = pending.bad,
+        version,
+        "batch committed"
+    );
+    Ok((report, pending.next.clone()))
+}

@@ -1,0 +1,195 @@
+//! I/O: the Delta sink — appends a batch and, in the same commit, one `txn` action per
+//! Kafka partition (app id from the consumer group and the partition, version = the next
+//! offset), so the table itself records how far each partition has landed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow_array::RecordBatch;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use tracing::{info, warn};
+use url::Url;
+
+use crate::source::TopicPartition;
+
+/// Errors of the Delta sink.
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
+pub enum DeltaSinkError {
+    /// delta-rs failed.
+    #[error("delta table {uri}: {source}")]
+    Delta {
+        /// Table URI.
+        uri: String,
+        /// The error.
+        #[source]
+        source: Box<DeltaTableError>,
+    },
+    /// Another writer committed these partitions meanwhile: this worker no longer owns
+    /// them (a zombie or a rebalance). The batch is abandoned, nothing is duplicated.
+    #[error(
+        "partition positions moved in {uri} while the batch was written (another writer owns them)"
+    )]
+    Fenced {
+        /// Table URI.
+        uri: String,
+    },
+}
+
+/// A Delta table written by one pipeline.
+pub struct DeltaSink {
+    table: DeltaTable,
+    uri: String,
+    app_prefix: String,
+    partition_by: Vec<String>,
+}
+
+impl std::fmt::Debug for DeltaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaSink").field("uri", &self.uri).finish()
+    }
+}
+
+impl DeltaSink {
+    /// Opens (or prepares to create) the table at `url`.
+    pub async fn open(
+        url: &Url,
+        options: HashMap<String, String>,
+        app_prefix: &str,
+        partition_by: Vec<String>,
+    ) -> Result<Self, DeltaSinkError> {
+        deltalake::aws::register_handlers(None);
+        let uri = url.to_string();
+        let table = DeltaTable::try_from_url_with_storage_options(url.clone(), options)
+            .await
+            .map_err(|e| DeltaSinkError::Delta {
+                uri: uri.clone(),
+                source: Box::new(e),
+            })?;
+        Ok(Self {
+            table,
+            uri,
+            app_prefix: app_prefix.to_string(),
+            partition_by,
+        })
+    }
+
+    /// `DeltaSink[uri]`, as Spark describes sinks.
+    pub fn description(&self) -> String {
+        format!("DeltaSink[{}]", self.uri.trim_end_matches('/'))
+    }
+
+    /// The txn app id of a partition.
+    pub fn app_id(&self, tp: &TopicPartition) -> String {
+        format!("{}-{}-{}", self.app_prefix, tp.topic, tp.partition)
+    }
+
+    /// The table version, if the table exists.
+    pub fn version(&self) -> Option<i64> {
+        self.table.version().map(|v| v as i64)
+    }
+
+    fn err(&self, source: DeltaTableError) -> DeltaSinkError {
+        DeltaSinkError::Delta {
+            uri: self.uri.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Reloads the table and returns the next offset recorded for each partition.
+    pub async fn positions(
+        &mut self,
+        tps: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>, DeltaSinkError> {
+        match self.table.update_state().await {
+            Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
+            Err(e) => return Err(self.err(e)),
+        }
+        let mut out = BTreeMap::new();
+        let Ok(state) = self.table.snapshot() else {
+            return Ok(out);
+        };
+        let log_store = self.table.log_store();
+        for tp in tps {
+            let version = state
+                .transaction_version(log_store.as_ref(), self.app_id(tp))
+                .await
+                .map_err(|e| self.err(e))?;
+            if let Some(v) = version {
+                out.insert(tp.clone(), v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits `batch` with the partitions' next offsets, if the table still records
+    /// `expected` for them (otherwise another writer owns them: [`DeltaSinkError::Fenced`]).
+    /// Returns the new table version.
+    pub async fn commit(
+        &mut self,
+        batch: Option<RecordBatch>,
+        expected: &BTreeMap<TopicPartition, Option<i64>>,
+        next: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<i64, DeltaSinkError> {
+        for attempt in 0..5u32 {
+            let tps: Vec<TopicPartition> = next.keys().cloned().collect();
+            let current = self.positions(&tps).await?;
+            for (tp, want) in expected {
+                if current.get(tp).copied() != *want {
+                    return Err(DeltaSinkError::Fenced {
+                        uri: self.uri.clone(),
+                    });
+                }
+            }
+            let txns: Vec<Transaction> = next
+                .iter()
+                .map(|(tp, o)| {
+                    Transaction::new_with_last_update(self.app_id(tp), *o, Some(now_millis()))
+                })
+                .collect();
+            let batches: Vec<RecordBatch> = batch.clone().into_iter().collect();
+            let mut write = self
+                .table
+                .clone()
+                .write(batches)
+                .with_save_mode(SaveMode::Append)
+                .with_commit_properties(
+                    CommitProperties::default().with_application_transactions(txns),
+                );
+            if !self.partition_by.is_empty() {
+                write = write.with_partition_columns(self.partition_by.clone());
+            }
+            match write.await {
+                Ok(table) => {
+                    self.table = table;
+                    let version = self.version().unwrap_or(0);
+                    info!(table = %self.uri, version, "committed batch");
+                    return Ok(version);
+                }
+                Err(DeltaTableError::Transaction { source }) => {
+                    warn!(table = %self.uri, attempt, error = %source, "delta commit conflict, re-checking positions");
+                }
+                Err(DeltaTableError::VersionAlreadyExists(v)) => {
+                    warn!(table = %self.uri, attempt, version = v, "delta version taken, re-checking positions");
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Err(DeltaSinkError::Fenced {
+            uri: self.uri.clone(),
+        })
+    }
+
+    /// The table handle (for reads in tests and the demo summary).
+    pub fn table(&self) -> &DeltaTable {
+        &self.table
+    }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

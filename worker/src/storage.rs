@@ -1,0 +1,130 @@
+//! Pure: object-store options (delta-rs / object_store keys) from `spec.storage` and
+//! resolved secrets, and URI normalisation (local paths become `file://` URLs).
+
+use std::collections::HashMap;
+
+use spillway_api::StorageSpec;
+use url::Url;
+
+use crate::secrets::{SecretError, SecretSource};
+
+/// Errors of storage settings.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A credential reference could not be resolved.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The URI is not usable.
+    #[error("invalid uri {uri}: {message}")]
+    Uri {
+        /// The URI.
+        uri: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The options object_store and delta-rs understand, from the spec.
+pub fn options(
+    spec: Option<&StorageSpec>,
+    secrets: &dyn SecretSource,
+) -> Result<HashMap<String, String>, StorageError> {
+    let mut o = HashMap::new();
+    let Some(s) = spec else { return Ok(o) };
+    if let Some(opts) = &s.options {
+        o.extend(opts.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    if let Some(r) = &s.region {
+        o.insert("aws_region".into(), r.clone());
+    }
+    if let Some(e) = &s.endpoint {
+        o.insert("aws_endpoint".into(), e.clone());
+    }
+    if s.path_style {
+        o.insert("aws_virtual_hosted_style_request".into(), "false".into());
+    }
+    if s.allow_http {
+        o.insert("aws_allow_http".into(), "true".into());
+    }
+    if let Some(c) = &s.credentials_secret_ref {
+        o.insert(
+            "aws_access_key_id".into(),
+            secrets.resolve(&c.access_key_id)?.expose().into(),
+        );
+        o.insert(
+            "aws_secret_access_key".into(),
+            secrets.resolve(&c.secret_access_key)?.expose().into(),
+        );
+        if let Some(t) = &c.session_token {
+            o.insert(
+                "aws_session_token".into(),
+                secrets.resolve(t)?.expose().into(),
+            );
+        }
+    }
+    Ok(o)
+}
+
+/// A URL for a spec URI: `s3://…` and `file://…` as they are, a local path (relative to
+/// `base`) as an absolute `file://` URL to a directory.
+pub fn url(uri: &str, base: &std::path::Path) -> Result<Url, StorageError> {
+    let err = |m: String| StorageError::Uri {
+        uri: uri.to_string(),
+        message: m,
+    };
+    if uri.contains("://") {
+        let mut u = Url::parse(uri).map_err(|e| err(e.to_string()))?;
+        if !u.path().ends_with('/') {
+            let p = format!("{}/", u.path());
+            u.set_path(&p);
+        }
+        return Ok(u);
+    }
+    let path = std::path::Path::new(uri);
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
+    std::fs::create_dir_all(&abs).map_err(|e| err(e.to_string()))?;
+    let abs = abs.canonicalize().map_err(|e| err(e.to_string()))?;
+    Url::from_directory_path(&abs).map_err(|()| err("not an absolute path".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::MapSecrets;
+
+    #[test]
+    fn options_from_spec() {
+        let spec: StorageSpec = serde_yaml::from_str(
+            "{region: eu-west-1, endpoint: 'http://127.0.0.1:9000', pathStyle: true, allowHttp: true, \
+             credentialsSecretRef: {accessKeyId: {name: s, key: id}, secretAccessKey: {name: s, key: key}}}",
+        )
+        .unwrap();
+        let secrets = MapSecrets(
+            [
+                ("SPILLWAY_SECRET_S_ID".into(), "AK".into()),
+                ("SPILLWAY_SECRET_S_KEY".into(), "SK".into()),
+            ]
+            .into(),
+        );
+        let o = options(Some(&spec), &secrets).unwrap();
+        assert_eq!(o["aws_region"], "eu-west-1");
+        assert_eq!(o["aws_endpoint"], "http://127.0.0.1:9000");
+        assert_eq!(o["aws_allow_http"], "true");
+        assert_eq!(o["aws_virtual_hosted_style_request"], "false");
+        assert_eq!(o["aws_access_key_id"], "AK");
+        assert_eq!(o["aws_secret_access_key"], "SK");
+    }
+
+    #[test]
+    fn local_paths_become_file_urls() {
+        let dir = std::env::temp_dir().join(format!("spillway-storage-{}", std::process::id()));
+        let u = url("t/x", &dir).unwrap();
+        assert_eq!(u.scheme(), "file");
+        assert!(u.path().ends_with("/t/x/"));
+        assert_eq!(url("s3://b/t", &dir).unwrap().as_str(), "s3://b/t/");
+    }
+}
