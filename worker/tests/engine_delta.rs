@@ -232,3 +232,137 @@ async fn available_now_into_a_table_on_s3() {
     ];
     assert_eq!(python_counts(&table, &opts), (10_002, 10_002));
 }
+
+/// 1000 raw records on one partition, every 10th malformed, then a good tail record.
+async fn produce_with_bad(topic: &str) {
+    use spillway_worker::generate::HsuTestGenerator;
+    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), topic, 1)
+        .await
+        .unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", support::kafka_bootstrap())
+        .create()
+        .unwrap();
+    let mut g = HsuTestGenerator::new(3);
+    for i in 0..1000u32 {
+        let mut body = Vec::new();
+        g.next_event().encode(&mut body);
+        if i % 10 == 7 {
+            body.truncate(3);
+        }
+        let key = format!("k{i}");
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .payload(&body)
+                    .key(&key)
+                    .partition(0),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    tails(topic, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_go_to_a_kafka_dead_letter_topic_with_their_reason() {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let topic = support::unique("dlq-src");
+    let dlq = format!("{topic}-dlq");
+    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &dlq, 1)
+        .await
+        .unwrap();
+    produce_with_bad(&topic).await;
+    let dir = std::env::temp_dir().join(support::unique("dlq"));
+    let errors = format!(
+        "  errors:\n    onBadRecord: deadLetter\n    deadLetter: {{kafka: {{topic: {dlq}}}}}\n"
+    );
+    let text = manifest_text(
+        &topic,
+        &dir.join("t").display().to_string(),
+        &dir.join("c").display().to_string(),
+        &errors,
+    );
+    let summary = run_available_now(&text).await;
+    assert_eq!(summary.rows, 901, "900 good records and the tail");
+    assert_eq!(summary.skipped, 100);
+    assert_eq!(
+        python_counts(&dir.join("t").display().to_string(), &[]),
+        (901, 901)
+    );
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", support::kafka_bootstrap())
+        .set("group.id", support::unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("max.poll.interval.ms", "10000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&dlq]).unwrap();
+    let mut offsets = Vec::new();
+    while offsets.len() < 100 {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("dead letters missing")
+            .unwrap();
+        let h = m.headers().unwrap();
+        let header = |name: &str| {
+            h.iter()
+                .find(|x| x.key == name)
+                .and_then(|x| x.value)
+                .map(|v| String::from_utf8_lossy(v).to_string())
+                .unwrap()
+        };
+        assert_eq!(header("spillway.source.topic"), topic);
+        assert_eq!(header("spillway.error.class"), "Decode");
+        assert!(
+            header("spillway.error.message").contains("invalid length"),
+            "{}",
+            header("spillway.error.message")
+        );
+        let offset: i64 = header("spillway.source.offset").parse().unwrap();
+        assert_eq!(m.key(), Some(format!("k{offset}").as_bytes()));
+        assert_eq!(m.payload().map(<[u8]>::len), Some(3), "the raw bytes");
+        offsets.push(offset);
+    }
+    offsets.sort();
+    assert_eq!(offsets, (0..100).map(|i| i * 10 + 7).collect::<Vec<i64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_go_to_a_delta_dead_letter_table() {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let topic = support::unique("dlq-delta");
+    produce_with_bad(&topic).await;
+    let dir = std::env::temp_dir().join(support::unique("dlq-delta"));
+    let dlq = dir.join("dead-letters");
+    let errors = format!(
+        "  errors:\n    onBadRecord: deadLetter\n    deadLetter: {{delta: {{uri: \"{}\"}}}}\n",
+        dlq.display()
+    );
+    let text = manifest_text(
+        &topic,
+        &dir.join("t").display().to_string(),
+        &dir.join("c").display().to_string(),
+        &errors,
+    );
+    let summary = run_available_now(&text).await;
+    assert_eq!((summary.rows, summary.skipped), (901, 100));
+    let script = "import json, os, sys, deltalake\nt = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()\nprint(json.dumps([t.num_rows, sorted(set(t.column('offset').to_pylist())), sorted(set(t.column('error_class').to_pylist()))]), flush=True)\nos._exit(0)\n";
+    let out = Command::new(support::python())
+        .args(["-c", script])
+        .arg(&dlq)
+        .output()
+        .unwrap();
+    let (rows, offsets, classes): (u64, Vec<i64>, Vec<String>) =
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(rows, 100);
+    assert_eq!(offsets, (0..100).map(|i| i * 10 + 7).collect::<Vec<i64>>());
+    assert_eq!(classes, ["Decode"]);
+}

@@ -3,6 +3,7 @@
 //! One readable function driven by `tokio::select!` over shutdown, assignment changes, the
 //! trigger and the consumer. Stages do their work; the loop records progress.
 
+pub mod dead_letter;
 pub mod metadata;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use crate::source::{
     Accept, Assignment, KafkaSource, Positions, SourceError, TopicPartition, config,
 };
 use crate::storage::{self, StorageError};
+use dead_letter::{DeadLetters, DeadRecord};
 use metadata::RowMeta;
 
 /// Errors that stop a pipeline.
@@ -64,6 +66,9 @@ pub enum EngineError {
         /// Detail.
         message: String,
     },
+    /// Writing dead letters failed.
+    #[error(transparent)]
+    DeadLetter(#[from] dead_letter::DeadLetterError),
     /// A part of the spec this build does not run yet.
     #[error("not supported yet: {0}")]
     Unsupported(&'static str),
@@ -111,6 +116,7 @@ struct Pending {
     bad: i64,
     opened: Option<Instant>,
     decode: Duration,
+    dead: Vec<DeadRecord>,
 }
 
 impl Pending {
@@ -162,9 +168,6 @@ pub async fn run(
         .errors
         .as_ref()
         .map_or(OnBadRecord::Fail, |e| e.on_bad_record);
-    if policy == OnBadRecord::DeadLetter {
-        return Err(EngineError::Unsupported("dead-letter destinations"));
-    }
     let cols: Vec<MetadataColumn> = spec
         .transform
         .as_ref()
@@ -187,6 +190,40 @@ pub async fn run(
         delta_spec.partition_by.clone(),
     )
     .await?;
+    let mut dead_letters = match (
+        policy,
+        spec.errors.as_ref().and_then(|e| e.dead_letter.as_ref()),
+    ) {
+        (OnBadRecord::DeadLetter, Some(d)) => Some(match (&d.kafka, &d.delta) {
+            (Some(k), _) => {
+                let mut cc = rdkafka::ClientConfig::new();
+                let mut security = BTreeMap::new();
+                config::security(kafka, opts.secrets.as_ref(), &mut security)?;
+                cc.set("bootstrap.servers", &kafka.bootstrap_servers)
+                    .set("message.timeout.ms", "30000");
+                for (key, v) in &security {
+                    cc.set(key, v);
+                }
+                DeadLetters::Kafka {
+                    producer: cc.create().map_err(SourceError::from)?,
+                    topic: k.topic.clone(),
+                }
+            }
+            (None, Some(t)) => {
+                let url = storage::url(&t.uri, &loaded.base_dir)?;
+                DeadLetters::Delta(Box::new(
+                    DeltaSink::open(&url, store_opts.clone(), &format!("{group}-dlq"), vec![])
+                        .await?,
+                ))
+            }
+            (None, None) => {
+                return Err(EngineError::Unsupported(
+                    "a dead-letter destination without kafka or delta",
+                ));
+            }
+        }),
+        _ => None,
+    };
     let checkpoint = Checkpoint::open(
         &storage::url(&spec.checkpoint.uri, &loaded.base_dir)?,
         &store_opts,
@@ -276,6 +313,9 @@ pub async fn run(
                 };
                 let tp = TopicPartition { topic: topic.to_string(), partition };
                 pending.record(&tp, offset);
+                if pending.records == 1 {
+                    progress.status("Waiting for next trigger", true, false);
+                }
                 let meta = RowMeta {
                     topic: topic_idx as u16,
                     partition,
@@ -295,6 +335,16 @@ pub async fn run(
                 pending.decode += started.elapsed();
                 if let Err(bad) = outcome {
                     handle_bad(policy, &tp, offset, &bad, &mut pending)?;
+                    if dead_letters.is_some() {
+                        pending.dead.push(DeadRecord {
+                            tp: tp.clone(),
+                            offset,
+                            key: msg.key().map(<[u8]>::to_vec),
+                            value: msg.payload().map(<[u8]>::to_vec),
+                            class: bad.reason(),
+                            message: bad.to_string(),
+                        });
+                    }
                 }
                 if pending.records >= max_records {
                     close = true;
@@ -310,6 +360,7 @@ pub async fn run(
             progress.status("Processing new data", true, true);
             let report = commit(
                 &mut sink,
+                dead_letters.as_mut(),
                 &mut decoder,
                 &source,
                 &checkpoint,
@@ -395,7 +446,7 @@ fn handle_bad(
             message: bad.to_string(),
         }),
         OnBadRecord::Skip | OnBadRecord::DeadLetter => {
-            warn!(%tp, offset, reason = bad.reason(), "skipped bad record");
+            warn!(%tp, offset, reason = bad.reason(), dead_letter = policy == OnBadRecord::DeadLetter, "bad record");
             pending.bad += 1;
             Ok(())
         }
@@ -405,6 +456,7 @@ fn handle_bad(
 #[allow(clippy::too_many_arguments)]
 async fn commit(
     sink: &mut DeltaSink,
+    dead_letters: Option<&mut DeadLetters>,
     decoder: &mut ValueDecoder<RowMeta>,
     source: &KafkaSource,
     checkpoint: &Checkpoint,
@@ -427,6 +479,10 @@ async fn commit(
         .map(|tp| (tp.clone(), committed.get(tp).copied().flatten()))
         .collect();
     let write_started = Instant::now();
+    if let Some(d) = dead_letters {
+        // Dead letters are durable before the batch that skips them commits.
+        d.write(&pending.dead, &pending.next).await?;
+    }
     let version = sink.commit(batch, &expected, &pending.next).await?;
     let write = write_started.elapsed();
     let commit_started = Instant::now();
@@ -475,7 +531,11 @@ async fn commit(
             description: sink.description(),
             num_output_rows: rows,
             table_version: Some(version),
-            metrics: [("numBadRecords".to_string(), pending.bad.to_string())].into(),
+            metrics: [
+                ("numBadRecords".to_string(), pending.bad.to_string()),
+                ("numDeadLetters".to_string(), pending.dead.len().to_string()),
+            ]
+            .into(),
         },
         ..Default::default()
     };
