@@ -152,3 +152,10 @@ pub fn python() -> String {
     }
     "python3".into()
 }
+
+/// A loopback port free at the time of the call.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

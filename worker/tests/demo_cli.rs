@@ -6,18 +6,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_commits_every_record_and_serves_progress_and_metrics() {
     let dir = std::env::temp_dir().join(format!("spillway-demo-test-{}", std::process::id()));
-    let port = free_port();
+    let port = spillway_e2e::free_port().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_spillway"))
         .args([
             "demo",

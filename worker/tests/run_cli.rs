@@ -8,14 +8,6 @@ use std::time::{Duration, Instant};
 
 use spillway_e2e as support;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn committed_offsets(progress: &serde_json::Value) -> i64 {
     progress["latest"]["sources"][0]["endOffset"]
         .as_object()
@@ -68,7 +60,7 @@ async fn sigterm_commits_the_open_batch_and_exits_zero() {
     )
     .unwrap();
 
-    let port = free_port();
+    let port = spillway_e2e::free_port().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_spillway"))
         .args(["run", "--http", &format!("127.0.0.1:{port}"), "-f"])
         .arg(&manifest)
