@@ -18,7 +18,7 @@ pub const VACUUM_RETENTION: &str = "168h";
 /// Optimize target file size in bytes (Delta's default, 100 MiB).
 pub const TARGET_FILE_SIZE: i64 = 104_857_600;
 /// Worker image when `spec.worker.image` is unset.
-pub const WORKER_IMAGE: &str = "ghcr.io/spillway-dev/spillway:0.1.0";
+pub const WORKER_IMAGE: &str = "spillway-dev/spillway:0.1.0";
 /// Schema registry request timeout.
 pub const REGISTRY_TIMEOUT: &str = "10s";
 /// Port of the worker's HTTP server (`/progress`, `/metrics`, `/healthz`, `/readyz`).
