@@ -4,6 +4,8 @@
 use apache_avro::schema::Schema;
 use apache_avro::types::Value;
 
+use crate::decode::write_long;
+
 /// The HsuTestEvent schema: users, events, amounts and millisecond timestamps.
 pub const HSUTEST_SCHEMA: &str = r#"{"type":"record","name":"HsuTestEvent","fields":[{"name":"user","type":"string"},{"name":"event","type":"string"},{"name":"amount","type":"double"},{"name":"ts","type":"long"}]}"#;
 
@@ -89,24 +91,15 @@ impl HsuTestGenerator {
     }
 }
 
-fn zigzag(out: &mut Vec<u8>, n: i64) {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
-
 impl HsuTestEvent {
     /// Appends the Avro binary body of this event.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        zigzag(out, self.user.len() as i64);
+        write_long(out, self.user.len() as i64);
         out.extend_from_slice(self.user.as_bytes());
-        zigzag(out, self.event.len() as i64);
+        write_long(out, self.event.len() as i64);
         out.extend_from_slice(self.event.as_bytes());
         out.extend_from_slice(&self.amount.to_le_bytes());
-        zigzag(out, self.ts);
+        write_long(out, self.ts);
     }
 }
 

@@ -19,27 +19,36 @@ fn committed_offsets(progress: &serde_json::Value) -> i64 {
         .unwrap_or(0)
 }
 
+/// `spillway produce` of HsuTestEvents into `topic`.
+fn produce(topic: &str, count: &str, seed: &str, partitions: Option<&str>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spillway"));
+    cmd.args([
+        "produce",
+        "--bootstrap",
+        &support::kafka_bootstrap(),
+        "--topic",
+        topic,
+        "--count",
+        count,
+        "--seed",
+        seed,
+    ]);
+    if let Some(p) = partitions {
+        cmd.args(["--partitions", p]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_commits_the_open_batch_and_exits_zero() {
     support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("run");
-    let out = Command::new(env!("CARGO_BIN_EXE_spillway"))
-        .args([
-            "produce",
-            "--bootstrap",
-            &support::kafka_bootstrap(),
-            "--topic",
-            &topic,
-            "--count",
-            "5000",
-            "--partitions",
-            "1",
-            "--seed",
-            "9",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    produce(&topic, "5000", "9", Some("1"));
     let dir = std::env::temp_dir().join(support::unique("run-cli"));
     std::fs::create_dir_all(&dir).unwrap();
     let manifest = dir.join("pipeline.yaml");
@@ -86,21 +95,7 @@ async fn sigterm_commits_the_open_batch_and_exits_zero() {
         "five batches of maxRecordsPerBatch committed"
     );
     // More records arrive; the 1h trigger keeps their batch open until SIGTERM.
-    let out = Command::new(env!("CARGO_BIN_EXE_spillway"))
-        .args([
-            "produce",
-            "--bootstrap",
-            &support::kafka_bootstrap(),
-            "--topic",
-            &topic,
-            "--count",
-            "300",
-            "--seed",
-            "10",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    produce(&topic, "300", "10", None);
     // Wait until the worker holds records of the open batch (Spark's isDataAvailable).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -47,6 +47,25 @@ fn format_spec(yaml: &str) -> spillway_api::AvroFormat {
     serde_yaml::from_str(yaml).unwrap()
 }
 
+/// The consumer config of a test: a unique group, short session timeouts (fast joins).
+fn test_config(spec: &KafkaSpec) -> BTreeMap<String, String> {
+    let mut cfg =
+        config::consumer_config(spec, &support::unique("g"), "test", &MapSecrets::default())
+            .unwrap();
+    cfg.insert("max.poll.interval.ms".into(), "10000".into());
+    cfg.insert("session.timeout.ms".into(), "10000".into());
+    cfg
+}
+
+/// A Confluent decoder for a format with a registry.
+async fn registry_decoder(yaml: &str) -> ValueDecoder<(i32, i64)> {
+    let format = format_spec(yaml);
+    let client = spillway_worker::format::registry_client(&format, &MapSecrets::default()).unwrap();
+    ValueDecoder::new(&format, std::path::Path::new("."), client)
+        .await
+        .unwrap()
+}
+
 /// Consumes `n` records through the source, decoding each with `decoder`; returns the
 /// batch, the (partition, offset) of each row, and the bad-record reasons.
 async fn consume(
@@ -55,11 +74,7 @@ async fn consume(
     decoder: &mut ValueDecoder<(i32, i64)>,
 ) -> (RecordBatch, Vec<(i32, i64)>, Vec<&'static str>) {
     let spec = kafka_spec(topic);
-    let mut cfg =
-        config::consumer_config(&spec, &support::unique("g"), "test", &MapSecrets::default())
-            .unwrap();
-    cfg.insert("max.poll.interval.ms".into(), "10000".into());
-    cfg.insert("session.timeout.ms".into(), "10000".into());
+    let cfg = test_config(&spec);
     let (source, mut assignments) = KafkaSource::subscribe(&spec, &cfg).unwrap();
     let mut positions = Positions::default();
     let mut bad = Vec::new();
@@ -194,14 +209,11 @@ async fn confluent_records_decode_through_the_registry_even_during_an_outage() {
     .unwrap();
     // The registry now answers 503 to the next 4 requests: the decoder waits, loses nothing.
     registry.fail_next(4);
-    let format = format_spec(&format!(
+    let mut decoder = registry_decoder(&format!(
         "{{encoding: confluent, schemaRegistry: {{url: '{}', timeout: 2s}}}}",
         registry.url
-    ));
-    let client = spillway_worker::format::registry_client(&format, &MapSecrets::default()).unwrap();
-    let mut decoder = ValueDecoder::new(&format, std::path::Path::new("."), client)
-        .await
-        .unwrap();
+    ))
+    .await;
     let (batch, _, bad) = consume(&topic, n, &mut decoder).await;
     assert!(bad.is_empty(), "{bad:?}");
     assert_eq!(sorted(rows(&batch)), sorted(expected(11, n)));
@@ -283,14 +295,11 @@ async fn v1_and_v2_writers_interleaved_decode_under_the_v2_reader() {
         })
         .collect();
     send_all(&topic, 1, &payloads).await;
-    let format = format_spec(&format!(
+    let mut decoder = registry_decoder(&format!(
         "{{encoding: confluent, schemaRegistry: {{url: '{}'}}, readerSchema: {{registry: {{subject: '{subject}', version: latest}}}}}}",
         registry.url
-    ));
-    let client = spillway_worker::format::registry_client(&format, &MapSecrets::default()).unwrap();
-    let mut decoder = ValueDecoder::new(&format, std::path::Path::new("."), client)
-        .await
-        .unwrap();
+    ))
+    .await;
     let (batch, meta, bad) = consume(&topic, 100, &mut decoder).await;
     assert!(bad.is_empty(), "{bad:?}");
     assert_eq!(batch.num_columns(), 5, "the v2 reader schema");
@@ -344,14 +353,7 @@ async fn starting_offsets_apply_where_the_sink_has_no_position() {
     spec.starting_offsets = spillway_api::StartingOffsets::Offsets;
     spec.starting_partition_offsets =
         Some([(topic.clone(), [("0".to_string(), 20i64)].into())].into());
-    let cfg = {
-        let mut c =
-            config::consumer_config(&spec, &support::unique("g"), "test", &MapSecrets::default())
-                .unwrap();
-        c.insert("max.poll.interval.ms".into(), "10000".into());
-        c.insert("session.timeout.ms".into(), "10000".into());
-        c
-    };
+    let cfg = test_config(&spec);
     let (source, mut assignments) = KafkaSource::subscribe(&spec, &cfg).unwrap();
     let tp = TopicPartition {
         topic: topic.clone(),

@@ -50,6 +50,8 @@ pub mod wire;
 
 pub use avro::{AvroSchema, AvroSchemaError};
 pub use decoder::{AvroDecoder, DecodeError};
+/// Appends a zig-zag varint `long` (Avro's integer encoding).
+pub(crate) use defaults::write_long;
 pub use schema::{DecodePlan, SchemaError};
 pub use wire::{WireError, split_confluent};
 

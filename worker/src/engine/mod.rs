@@ -120,9 +120,23 @@ struct Pending {
 }
 
 impl Pending {
-    fn record(&mut self, tp: &TopicPartition, offset: i64) {
-        self.start.entry(tp.clone()).or_insert(offset);
-        self.next.insert(tp.clone(), offset + 1);
+    /// Notes a record; allocates only for a partition new to this batch (hot path).
+    fn record(&mut self, topic: &str, partition: i32, offset: i64) {
+        match self
+            .next
+            .iter_mut()
+            .find(|(tp, _)| tp.partition == partition && tp.topic == topic)
+        {
+            Some((_, next)) => *next = offset + 1,
+            None => {
+                let tp = TopicPartition {
+                    topic: topic.to_string(),
+                    partition,
+                };
+                self.start.insert(tp.clone(), offset);
+                self.next.insert(tp, offset + 1);
+            }
+        }
         self.records += 1;
         self.opened.get_or_insert_with(Instant::now);
     }
@@ -311,8 +325,7 @@ pub async fn run(
                     Some(i) => i,
                     None => { topics.push(topic.to_string()); topics.len() - 1 }
                 };
-                let tp = TopicPartition { topic: topic.to_string(), partition };
-                pending.record(&tp, offset);
+                pending.record(topic, partition, offset);
                 if pending.records == 1 {
                     progress.status("Waiting for next trigger", true, false);
                 }
@@ -334,6 +347,7 @@ pub async fn run(
                 let outcome = decoder.push(msg.payload(), meta).await?;
                 pending.decode += started.elapsed();
                 if let Err(bad) = outcome {
+                    let tp = TopicPartition { topic: topic.to_string(), partition };
                     handle_bad(policy, &tp, offset, &bad, &mut pending)?;
                     if dead_letters.is_some() {
                         pending.dead.push(DeadRecord {
