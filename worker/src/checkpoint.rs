@@ -128,8 +128,8 @@ impl Checkpoint {
         }
     }
 
-    /// The id the next batch gets: one more than the last recorded report.
-    pub async fn next_batch_id(&self) -> Result<i64, CheckpointError> {
+    /// The batch id of the last recorded report.
+    async fn last_batch_id(&self) -> Result<Option<i64>, CheckpointError> {
         let prefix = self.path("progress");
         let items: Vec<_> = self
             .store
@@ -137,7 +137,7 @@ impl Checkpoint {
             .try_collect()
             .await
             .map_err(|e| self.err(e))?;
-        let last = items
+        Ok(items
             .iter()
             .filter_map(|o| {
                 o.location
@@ -146,8 +146,28 @@ impl Checkpoint {
                     .parse::<i64>()
                     .ok()
             })
-            .max();
-        Ok(last.map_or(0, |b| b + 1))
+            .max())
+    }
+
+    /// The id the next batch gets: one more than the last recorded report.
+    pub async fn next_batch_id(&self) -> Result<i64, CheckpointError> {
+        Ok(self.last_batch_id().await?.map_or(0, |b| b + 1))
+    }
+
+    /// The last recorded report (it carries the event-time watermark across restarts).
+    pub async fn last_progress(&self) -> Result<Option<StreamingQueryProgress>, CheckpointError> {
+        let Some(id) = self.last_batch_id().await? else {
+            return Ok(None);
+        };
+        let file = format!("progress/{id:020}.json");
+        let bytes = match self.store.get(&self.path(&file)).await {
+            Ok(r) => r.bytes().await.map_err(|e| self.err(e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| self.corrupt(&file, e))
     }
 
     /// Records a report and forgets the one [`RECENT`] batches older.

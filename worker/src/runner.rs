@@ -118,6 +118,9 @@ spec:
       uri: "{table}"
   checkpoint:
     uri: "{checkpoint}"
+  eventTime:
+    column: ts
+    allowedLateness: 1m
   trigger:
     interval: 1s
   errors:

@@ -71,6 +71,10 @@ async fn demo_commits_every_record_and_serves_progress_and_metrics() {
             .starts_with("DeltaSink[")
     );
     assert!(progress["status"]["message"].is_string());
+    // eventTime: ts (epoch milliseconds) gives Spark's eventTime statistics.
+    let et = &latest["eventTime"];
+    assert!(et["max"].as_str().unwrap().ends_with('Z'), "{latest}");
+    assert!(et["watermark"].is_string(), "{latest}");
     assert_eq!(
         client
             .get(format!("{base}/healthz"))
@@ -103,6 +107,13 @@ async fn demo_commits_every_record_and_serves_progress_and_metrics() {
         "spillway_batches_total",
         "spillway_table_version",
         "spillway_batch_stage_duration_seconds_bucket",
+        "spillway_batch_duration_seconds_count",
+        "spillway_lag_records{pipeline=\"demo\",topic=\"hsudemo\",partition=",
+        "spillway_committed_offset{pipeline=\"demo\",topic=\"hsudemo\",partition=",
+        "spillway_event_time_max_seconds{pipeline=\"demo\"}",
+        "spillway_watermark_seconds{pipeline=\"demo\"}",
+        "spillway_last_commit_timestamp_seconds{pipeline=\"demo\"}",
+        "spillway_trigger_interval_seconds{pipeline=\"demo\"} 1.0",
     ] {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
     }

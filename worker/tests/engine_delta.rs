@@ -318,3 +318,148 @@ async fn bad_records_go_to_a_delta_dead_letter_table() {
     assert_eq!(offsets, (0..100).map(|i| i * 10 + 7).collect::<Vec<i64>>());
     assert_eq!(classes, ["Decode"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transform_sql_filters_and_derives_partition_columns() {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let topic = support::unique("sql");
+    let dir = std::env::temp_dir().join(support::unique("sql-table"));
+    let table = dir.join("t").display().to_string();
+    produce(&topic, 10_000, 31, Some(2));
+    tails(&topic, 2).await;
+    // What the query must keep, from the same deterministic generator.
+    let mut events: Vec<_> = {
+        let mut g = spillway_worker::generate::HsuTestGenerator::new(31);
+        (0..10_000).map(|_| g.next_event()).collect()
+    };
+    let tail = spillway_worker::generate::HsuTestGenerator::new(999).next_event();
+    events.push(tail.clone());
+    events.push(tail);
+    let kept: Vec<_> = events.iter().filter(|e| e.amount >= 500.0).collect();
+    let cents: i64 = kept.iter().map(|e| (e.amount * 100.0).round() as i64).sum();
+
+    let text = manifest_text(&topic, &table, &dir.join("c").display().to_string(), "")
+        .replace(
+            "  transform:\n",
+            "  transform:\n    sql: >-\n      SELECT \"user\", upper(event) AS event_upper, CAST(round(amount * 100) AS BIGINT) AS cents,\n             CAST(to_timestamp_millis(ts) AS DATE) AS day, _partition, _offset\n      FROM batch WHERE amount >= 500\n",
+        )
+        .replace(
+            &format!("      uri: \"{table}\"\n"),
+            &format!("      uri: \"{table}\"\n      partitionBy: [event_upper]\n"),
+        );
+    let summary = run_available_now(&text).await;
+    assert_eq!(summary.rows, kept.len() as i64);
+
+    let script = r#"
+import json, os, sys, deltalake
+dt = deltalake.DeltaTable(sys.argv[1])
+t = dt.to_pyarrow_table()
+print(json.dumps({
+  "rows": t.num_rows,
+  "cents": sum(t.column("cents").to_pylist()),
+  "events": sorted(set(t.column("event_upper").to_pylist())),
+  "columns": sorted(t.column_names),
+  "partition_columns": dt.metadata().partition_columns,
+  "day": str(t.column("day").type),
+}), flush=True)
+os._exit(0)
+"#;
+    let out = Command::new(support::python())
+        .args(["-c", script, &table])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rows"], kept.len());
+    assert_eq!(v["cents"], cents);
+    let mut want_events: Vec<String> = kept.iter().map(|e| e.event.to_uppercase()).collect();
+    want_events.sort();
+    want_events.dedup();
+    assert_eq!(v["events"], serde_json::json!(want_events));
+    assert_eq!(
+        v["columns"],
+        serde_json::json!([
+            "_offset",
+            "_partition",
+            "cents",
+            "day",
+            "event_upper",
+            "user"
+        ])
+    );
+    assert_eq!(v["partition_columns"], serde_json::json!(["event_upper"]));
+    assert_eq!(v["day"], "date32[day]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_behind_the_watermark_are_dropped_and_the_watermark_survives_a_restart() {
+    use spillway_worker::generate::HsuTestEvent;
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let topic = support::unique("watermark");
+    let dir = std::env::temp_dir().join(support::unique("watermark"));
+    let table = dir.join("t").display().to_string();
+    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+        .await
+        .unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", support::kafka_bootstrap())
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    // 2026-01-01T00:00:00Z
+    let base = 1_767_225_600_000i64;
+    let send = |ts: i64| {
+        let mut body = Vec::new();
+        HsuTestEvent {
+            user: "user-0001".into(),
+            event: "click",
+            amount: 1.0,
+            ts,
+        }
+        .encode(&mut body);
+        let producer = producer.clone();
+        let topic = topic.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(&topic)
+                        .payload(&body)
+                        .partition(0),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    };
+    for i in 0..20 {
+        send(base + i * 1_000).await;
+    }
+    let text = manifest_text(&topic, &table, &dir.join("c").display().to_string(), "").replace(
+        "  trigger:\n",
+        "  eventTime: {column: ts, allowedLateness: 10s}\n  trigger:\n",
+    );
+    let first = run_available_now(&text).await;
+    assert_eq!((first.rows, first.dropped_by_watermark), (20, 0));
+
+    // The watermark is now 00:00:19 - 10s = 00:00:09, and a restart must remember it:
+    // 3 records older than that are dropped, 4 at or after it are kept.
+    for ts in [
+        base,
+        base + 5_000,
+        base + 8_999,
+        base + 9_000,
+        base + 12_000,
+        base + 30_000,
+        base + 31_000,
+    ] {
+        send(ts).await;
+    }
+    let second = run_available_now(&text).await;
+    assert_eq!((second.rows, second.dropped_by_watermark), (4, 3));
+    assert_eq!(python_counts(&table, &[]).0, 24);
+}

@@ -124,21 +124,27 @@ pub fn with_metadata(
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
+/// The event-time column as epoch milliseconds (a timestamp, a date or an integer of
+/// epoch milliseconds).
+fn event_time_column(batch: &RecordBatch, column: &str) -> Result<ArrayRef, ArrowError> {
+    let idx = batch.schema().index_of(column).map_err(|_| {
+        ArrowError::SchemaError(format!(
+            "eventTime.column {column:?} is not a column of the batch"
+        ))
+    })?;
+    arrow_cast::cast(
+        batch.column(idx),
+        &DataType::Timestamp(TimeUnit::Millisecond, None),
+    )
+}
+
 /// Event-time (min, max, avg) of `column` in epoch milliseconds, over its non-null values;
 /// the column may be a timestamp, a date, or epoch milliseconds (an integer).
 pub fn event_time_millis(
     batch: &RecordBatch,
     column: &str,
 ) -> Result<Option<(i64, i64, f64)>, ArrowError> {
-    let idx = batch.schema().index_of(column).map_err(|_| {
-        ArrowError::SchemaError(format!(
-            "eventTime.column {column:?} is not a column of the batch"
-        ))
-    })?;
-    let ms = arrow_cast::cast(
-        batch.column(idx),
-        &DataType::Timestamp(TimeUnit::Millisecond, None),
-    )?;
+    let ms = event_time_column(batch, column)?;
     let Some(ms) = ms.as_any().downcast_ref::<TimestampMillisecondArray>() else {
         return Ok(None);
     };
@@ -150,6 +156,31 @@ pub fn event_time_millis(
         n += 1;
     }
     Ok((n > 0).then(|| (min, max, sum / n as f64)))
+}
+
+/// Rows whose event time is older than `watermark_ms` removed (rows without an event
+/// time are kept); returns the rest and how many were dropped.
+pub fn drop_before(
+    batch: &RecordBatch,
+    column: &str,
+    watermark_ms: i64,
+) -> Result<(RecordBatch, i64), ArrowError> {
+    let ms = event_time_column(batch, column)?;
+    let Some(ms) = ms.as_any().downcast_ref::<TimestampMillisecondArray>() else {
+        return Ok((batch.clone(), 0));
+    };
+    let keep: arrow_array::BooleanArray = ms
+        .iter()
+        .map(|v| Some(v.is_none_or(|v| v >= watermark_ms)))
+        .collect();
+    let dropped = keep.false_count() as i64;
+    if dropped == 0 {
+        return Ok((batch.clone(), 0));
+    }
+    Ok((
+        arrow_select::filter::filter_record_batch(batch, &keep)?,
+        dropped,
+    ))
 }
 
 /// Spark's `eventTime` progress field: ISO-8601 min, max, avg and watermark.
@@ -231,5 +262,25 @@ mod tests {
         );
         let offsets = b.column(3).as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(offsets.values(), &[10, 11]);
+    }
+
+    #[test]
+    fn rows_behind_the_watermark_are_dropped_and_counted() {
+        let schema = Arc::new(Schema::new(vec![Field::new("ts", DataType::Int64, true)]));
+        let b = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from(vec![
+                Some(10),
+                Some(5),
+                None,
+                Some(7),
+            ]))],
+        )
+        .unwrap();
+        let (kept, dropped) = drop_before(&b, "ts", 7).unwrap();
+        assert_eq!(dropped, 1);
+        assert_eq!(kept.num_rows(), 3);
+        assert_eq!(event_time_millis(&kept, "ts").unwrap(), Some((7, 10, 8.5)));
+        assert!(drop_before(&b, "nope", 0).is_err());
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod dead_letter;
 pub mod metadata;
+pub mod transform;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,6 +55,9 @@ pub enum EngineError {
     /// A secret is missing.
     #[error(transparent)]
     Secret(#[from] crate::secrets::SecretError),
+    /// `transform.sql` failed.
+    #[error(transparent)]
+    Transform(#[from] transform::TransformError),
     /// Building the batch failed.
     #[error("failed to build the batch: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
@@ -118,6 +122,8 @@ pub struct RunSummary {
     pub table_version: Option<i64>,
     /// Offsets deleted by retention before they were read (`onDataLoss: skip`).
     pub lost_offsets: i64,
+    /// Rows older than the event-time watermark, dropped.
+    pub dropped_by_watermark: i64,
 }
 
 /// The open micro-batch.
@@ -187,9 +193,11 @@ pub async fn run(
         .unwrap_or_else(|| "default".into());
     let kafka = &spec.source.kafka;
     let group = kafka.effective_group_id(&namespace, &name);
-    if spec.transform.as_ref().is_some_and(|t| t.sql.is_some()) {
-        return Err(EngineError::Unsupported("transform.sql"));
-    }
+    let sql = spec
+        .transform
+        .as_ref()
+        .and_then(|t| t.sql.as_deref())
+        .map(transform::SqlTransform::new);
     let policy = spec
         .errors
         .as_ref()
@@ -301,7 +309,15 @@ pub async fn run(
             spillway_api::validate::parse_duration(&e.allowed_lateness).unwrap_or_default(),
         )
     });
-    let mut max_event_ms: Option<i64> = None;
+    // The watermark survives restarts: the last report in the checkpoint carries it.
+    let mut max_event_ms: Option<i64> = match (&event_time, checkpoint.last_progress().await?) {
+        (Some((_, lateness)), Some(last)) => last
+            .event_time
+            .and_then(|e| e.watermark)
+            .and_then(|w| w.parse::<jiff::Timestamp>().ok())
+            .map(|w| w.as_millisecond() + lateness.as_millis() as i64),
+        _ => None,
+    };
     progress.status("Waiting for data to arrive", false, false);
 
     let mut positions = Positions::default();
@@ -441,6 +457,7 @@ pub async fn run(
                 event_time
                     .as_ref()
                     .map(|(c, l)| (c.as_str(), *l, &mut max_event_ms)),
+                sql.as_ref(),
             )
             .await;
             match report {
@@ -451,6 +468,7 @@ pub async fn run(
                     let r = r.0;
                     summary.batches += 1;
                     summary.rows += r.sink.num_output_rows;
+                    summary.dropped_by_watermark += r.num_rows_dropped_by_watermark;
                     summary.table_version = r.sink.table_version;
                     last_batch_at = Instant::now();
                     batch_id += 1;
@@ -544,28 +562,47 @@ async fn commit(
     ids: (&str, &str, &str, i64),
     last_batch_at: Instant,
     event_time: Option<(&str, Duration, &mut Option<i64>)>,
+    sql: Option<&transform::SqlTransform>,
 ) -> Result<(StreamingQueryProgress, BTreeMap<TopicPartition, i64>), EngineError> {
     let trigger_started = pending.opened.unwrap_or_else(Instant::now);
     let batch = match decoder.finish()? {
         Some((batch, meta)) => Some(metadata::with_metadata(batch, &meta, topics, cols)?),
         None => None,
     };
-    let rows = batch.as_ref().map_or(0, |b| b.num_rows() as i64);
-    let event_time = match (event_time, batch.as_ref()) {
-        (Some((column, lateness, max_seen)), Some(b)) => {
-            let stats = metadata::event_time_millis(b, column)?;
+    let transform_started = Instant::now();
+    let batch = match (batch, sql) {
+        (Some(b), Some(t)) => Some(t.apply(b).await?),
+        (b, _) => b,
+    };
+    let transform = transform_started.elapsed();
+    // Event time: rows older than the watermark of the batches before this one are
+    // dropped (Spark's semantics); then this batch's maximum moves the watermark.
+    let mut dropped = 0i64;
+    let (batch, event_time) = match event_time {
+        Some((column, lateness, max_seen)) => {
+            let lateness = lateness.as_millis() as i64;
+            let watermark = max_seen.map(|m| m - lateness);
+            let batch = match (batch, watermark) {
+                (Some(b), Some(wm)) => {
+                    let (kept, n) = metadata::drop_before(&b, column, wm)?;
+                    dropped = n;
+                    Some(kept)
+                }
+                (b, _) => b,
+            };
+            let stats = match &batch {
+                Some(b) => metadata::event_time_millis(b, column)?,
+                None => None,
+            };
             if let Some((_, max, _)) = stats {
                 *max_seen = Some(max_seen.map_or(max, |m| m.max(max)));
             }
-            let watermark = max_seen.map(|m| m - lateness.as_millis() as i64);
-            Some(metadata::event_time_stats(stats, watermark))
+            let watermark = max_seen.map(|m| m - lateness);
+            (batch, Some(metadata::event_time_stats(stats, watermark)))
         }
-        (Some((_, lateness, max_seen)), None) => Some(metadata::event_time_stats(
-            None,
-            max_seen.map(|m| m - lateness.as_millis() as i64),
-        )),
-        (None, _) => None,
+        None => (batch, None),
     };
+    let rows = batch.as_ref().map_or(0, |b| b.num_rows() as i64);
     let expected: BTreeMap<TopicPartition, Option<i64>> = pending
         .next
         .keys()
@@ -598,9 +635,11 @@ async fn commit(
     duration_ms.insert("decode".into(), pending.decode.as_millis() as i64);
     duration_ms.insert(
         "fetch".into(),
-        total.saturating_sub(pending.decode + write).as_millis() as i64,
+        total
+            .saturating_sub(pending.decode + transform + write)
+            .as_millis() as i64,
     );
-    duration_ms.insert("transform".into(), 0);
+    duration_ms.insert("transform".into(), transform.as_millis() as i64);
     duration_ms.insert("write".into(), write.as_millis() as i64);
     let mut report = StreamingQueryProgress {
         id: id.into(),
@@ -629,7 +668,7 @@ async fn commit(
             metrics: sink_metrics(pending),
         },
         event_time,
-        ..Default::default()
+        num_rows_dropped_by_watermark: dropped,
     };
     checkpoint.write_progress(&report).await?;
     report
