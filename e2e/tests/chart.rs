@@ -865,8 +865,7 @@ fn values_schema_rejects_invalid_values_naming_the_field() {
     )
     .unwrap();
     let err = tool("helm", &template_args(chart, Some(path.to_str().unwrap())))
-        .err()
-        .expect("two replicas without leader election must be refused");
+        .expect_err("two replicas without leader election must be refused");
     assert!(err.contains("operator.leaderElection.enabled"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
