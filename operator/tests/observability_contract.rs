@@ -81,3 +81,25 @@ fn dashboard_and_alerts_use_only_exported_operator_metrics() {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
 }
+
+/// The chart's PodMonitor and NetworkPolicy select the worker pods by the labels and the
+/// port the operator gives them.
+#[test]
+fn the_chart_selects_workers_by_the_operators_labels_and_port() {
+    use spillway_operator::build::{
+        HTTP_PORT_NAME, MANAGED_BY_LABEL, MANAGER, NAME_LABEL, WORKER_APP,
+    };
+    let templates = repo_root().join("charts/spillway/templates");
+    let read = |f: &str| std::fs::read_to_string(templates.join(f)).unwrap();
+    for file in ["podmonitor.yaml", "networkpolicy.yaml"] {
+        let text = read(file);
+        for (k, v) in [(NAME_LABEL, WORKER_APP), (MANAGED_BY_LABEL, MANAGER)] {
+            assert!(text.contains(&format!("{k}: {v}")), "{file} lacks {k}: {v}");
+        }
+    }
+    assert!(read("podmonitor.yaml").contains(&format!("- port: {HTTP_PORT_NAME}")));
+    assert!(read("networkpolicy.yaml").contains(&format!(
+        "- port: {}",
+        spillway_api::defaults::WORKER_HTTP_PORT
+    )));
+}
