@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,6 +19,9 @@ struct Inner {
     fail_next: u32,
     requests: u64,
     failed: u64,
+    /// `Authorization` header value every request must carry, when set.
+    auth: Option<String>,
+    unauthorized: u64,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -45,8 +49,21 @@ impl Drop for RegistryFixture {
     }
 }
 
-fn unavailable(s: &mut Inner) -> Option<Response> {
+fn unavailable(s: &mut Inner, headers: &HeaderMap) -> Option<Response> {
     s.requests += 1;
+    if let Some(want) = &s.auth {
+        let given = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if given != Some(want.as_str()) {
+            s.unauthorized += 1;
+            return Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({"error_code": 40101, "message": "Unauthorized"})),
+                )
+                    .into_response(),
+            );
+        }
+    }
     if s.fail_next > 0 {
         s.fail_next -= 1;
         s.failed += 1;
@@ -69,11 +86,11 @@ fn not_found(code: u32, message: &str) -> Response {
         .into_response()
 }
 
-async fn by_id(State(st): State<Shared>, Path(id): Path<u32>) -> Response {
+async fn by_id(State(st): State<Shared>, headers: HeaderMap, Path(id): Path<u32>) -> Response {
     let Ok(mut s) = st.lock() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    if let Some(r) = unavailable(&mut s) {
+    if let Some(r) = unavailable(&mut s, &headers) {
         return r;
     }
     match id.checked_sub(1).and_then(|i| s.schemas.get(i as usize)) {
@@ -84,12 +101,13 @@ async fn by_id(State(st): State<Shared>, Path(id): Path<u32>) -> Response {
 
 async fn version(
     State(st): State<Shared>,
+    headers: HeaderMap,
     Path((subject, version)): Path<(String, String)>,
 ) -> Response {
     let Ok(mut s) = st.lock() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    if let Some(r) = unavailable(&mut s) {
+    if let Some(r) = unavailable(&mut s, &headers) {
         return r;
     }
     let Some(ids) = s.subjects.get(&subject) else {
@@ -127,13 +145,14 @@ fn register_in(s: &mut Inner, subject: &str, schema: &str) -> u32 {
 
 async fn register(
     State(st): State<Shared>,
+    headers: HeaderMap,
     Path(subject): Path<String>,
     Json(body): Json<Value>,
 ) -> Response {
     let Ok(mut s) = st.lock() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    if let Some(r) = unavailable(&mut s) {
+    if let Some(r) = unavailable(&mut s, &headers) {
         return r;
     }
     let Some(schema) = body.get("schema").and_then(Value::as_str) else {
@@ -149,7 +168,23 @@ async fn register(
 impl RegistryFixture {
     /// Starts the fixture on `127.0.0.1:0`.
     pub async fn start() -> std::io::Result<Self> {
-        let state: Shared = Arc::default();
+        Self::serve(Inner::default()).await
+    }
+
+    /// Starts a fixture that answers 401 to every request without HTTP basic auth
+    /// `user:password`.
+    pub async fn start_with_basic_auth(user: &str, password: &str) -> std::io::Result<Self> {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Self::serve(Inner {
+            auth: Some(format!("Basic {token}")),
+            ..Inner::default()
+        })
+        .await
+    }
+
+    async fn serve(inner: Inner) -> std::io::Result<Self> {
+        let state: Shared = Arc::new(Mutex::new(inner));
         let app = Router::new()
             .route("/schemas/ids/{id}", get(by_id))
             .route("/subjects/{subject}/versions/{version}", get(version))
@@ -176,6 +211,11 @@ impl RegistryFixture {
         if let Ok(mut s) = self.state.lock() {
             s.fail_next = n;
         }
+    }
+
+    /// Requests refused with 401 for missing or wrong credentials.
+    pub fn unauthorized(&self) -> u64 {
+        self.state.lock().map(|s| s.unauthorized).unwrap_or(0)
     }
 
     /// (requests served, requests answered 503).

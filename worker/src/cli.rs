@@ -125,6 +125,35 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Kafka → Delta end to end against the raw consume ceiling, on one topic in one run:
+    /// preloads HsuTestEvents (reusing the topic when it already holds them), then (a)
+    /// reads every payload with rdkafka, no processing, and (b) runs the pipeline with
+    /// `availableNow` into a new local Delta table; prints records/s, MB/s, peak RSS and
+    /// the ratio b/a.
+    Pipeline {
+        /// Kafka bootstrap servers.
+        #[arg(
+            long,
+            env = "SPILLWAY_KAFKA_BOOTSTRAP",
+            default_value = "127.0.0.1:9092"
+        )]
+        bootstrap: String,
+        /// Records to preload.
+        #[arg(long, default_value_t = 2_000_000)]
+        records: u64,
+        /// Partitions of the topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Topic (default: `spillway-bench-<records>-<partitions>`).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Directory of the Delta table and checkpoint (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -213,6 +242,26 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Decode { records, seed } => {
             let rows = crate::decode::bench::run_decode_bench(records, seed)?;
             print!("{}", crate::decode::bench::format_report(&rows));
+        }
+        BenchCommand::Pipeline {
+            bootstrap,
+            records,
+            partitions,
+            topic,
+            dir,
+            seed,
+        } => {
+            let b = crate::bench_pipeline::PipelineBench {
+                bootstrap,
+                records,
+                partitions,
+                topic,
+                dir,
+                seed,
+            };
+            let report =
+                tokio::runtime::Runtime::new()?.block_on(crate::bench_pipeline::run(&b))?;
+            print!("{}", crate::bench_pipeline::format_report(&report));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -24,6 +24,7 @@
 //!
 //! The data path (source → decode → transform → sink → commit) lands module by module.
 
+pub mod bench_pipeline;
 pub mod checkpoint;
 pub mod cli;
 pub mod decode;

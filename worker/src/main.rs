@@ -14,6 +14,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| EnvFilter::new("warn,spillway_worker=info,spillway=info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match args.command {
         Command::Validate { files } => Ok(cli::validate(&files)),

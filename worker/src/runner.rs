@@ -67,23 +67,16 @@ pub async fn run_pipeline(
             Err(e) => tracing::warn!(%addr, error = %e, "http server not started"),
         }
     }
-    let m = metrics.clone();
-    let p2 = progress.clone();
-    let on_batch: Arc<dyn Fn(&spillway_api::StreamingQueryProgress) + Send + Sync> =
-        Arc::new(move |r| {
-            m.observe(&name, r, p2.snapshot().lag);
-            if let Some(print) = &print {
-                print(r);
-            }
-        });
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     let opts = RunOptions {
         secrets: Arc::new(EnvSecrets),
         consumer_overrides,
-        on_batch: Some(on_batch),
+        on_batch: print,
+        metrics: Some(metrics.clone()),
     };
     let result = engine::run(loaded, opts, progress.clone(), shutdown).await;
     if let Err(e) = &result {
+        metrics.batch_outcome(&name, "failed");
         progress.condition("Failed", e.into(), &e.to_string());
     }
     result

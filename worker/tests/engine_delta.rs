@@ -6,39 +6,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
+mod common;
+
 use spillway_e2e as support;
-use spillway_worker::engine::{self, RunOptions};
-use spillway_worker::manifest;
-use spillway_worker::progress::ProgressState;
-use spillway_worker::secrets::MapSecrets;
-use tokio_util::sync::CancellationToken;
 
 fn produce(topic: &str, count: u64, seed: u64, partitions: Option<i32>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spillway"));
-    cmd.args([
-        "produce",
-        "--bootstrap",
-        &support::kafka_bootstrap(),
-        "--topic",
-        topic,
-        "--count",
-        &count.to_string(),
-        "--seed",
-        &seed.to_string(),
-    ]);
-    if let Some(p) = partitions {
-        cmd.args(["--partitions", &p.to_string()]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let p = partitions.map(|p| p.to_string());
+    let extra: Vec<&str> = p
+        .iter()
+        .flat_map(|p| ["--partitions", p.as_str()])
+        .collect();
+    common::produce(&support::kafka_bootstrap(), topic, count, seed, &extra);
 }
 
 /// One single-record batch per partition, so tansu's high watermark is exact.
@@ -94,37 +75,8 @@ spec:
     )
 }
 
-async fn run_available_now(text: &str) -> engine::RunSummary {
-    let dir = std::env::temp_dir();
-    let loaded = manifest::load_str(text, std::path::Path::new("test.yaml"), &dir).unwrap();
-    let secrets = MapSecrets(
-        [
-            ("SPILLWAY_SECRET_S3_ID".to_string(), "test".to_string()),
-            ("SPILLWAY_SECRET_S3_KEY".to_string(), "test".to_string()),
-        ]
-        .into(),
-    );
-    let opts = RunOptions {
-        secrets: Arc::new(secrets),
-        consumer_overrides: [
-            ("session.timeout.ms".to_string(), "10000".to_string()),
-            ("max.poll.interval.ms".to_string(), "10000".to_string()),
-        ]
-        .into(),
-        on_batch: None,
-    };
-    tokio::time::timeout(
-        Duration::from_secs(180),
-        engine::run(
-            &loaded,
-            opts,
-            ProgressState::default(),
-            CancellationToken::new(),
-        ),
-    )
-    .await
-    .expect("availableNow run did not finish")
-    .unwrap()
+async fn run_available_now(text: &str) -> spillway_worker::engine::RunSummary {
+    common::run_available_now(text).await.unwrap()
 }
 
 /// Reads the table with the Python deltalake package: (rows, distinct (partition, offset)).

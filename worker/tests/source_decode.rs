@@ -323,6 +323,83 @@ async fn v1_and_v2_writers_interleaved_decode_under_the_v2_reader() {
     }
 }
 
+/// A format whose registry needs basic auth, with the credentials as secret references
+/// resolved the local way (`SPILLWAY_SECRET_<NAME>_<KEY>`).
+async fn authenticated_decoder(url: &str, password: &str) -> ValueDecoder<(i32, i64)> {
+    let format = format_spec(&format!(
+        "{{encoding: confluent, schemaRegistry: {{url: '{url}', timeout: 2s, basicAuth: {{usernameSecretRef: {{name: registry, key: user}}, passwordSecretRef: {{name: registry, key: password}}}}}}}}"
+    ));
+    let secrets = MapSecrets(
+        [
+            (
+                "SPILLWAY_SECRET_REGISTRY_USER".to_string(),
+                "spillway".to_string(),
+            ),
+            (
+                "SPILLWAY_SECRET_REGISTRY_PASSWORD".to_string(),
+                password.to_string(),
+            ),
+        ]
+        .into(),
+    );
+    let client = spillway_worker::format::registry_client(&format, &secrets).unwrap();
+    ValueDecoder::new(&format, std::path::Path::new("."), client)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_with_basic_auth_is_read_with_credentials_from_secret_references() {
+    use apache_avro::types::Value;
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let registry = RegistryFixture::start_with_basic_auth("spillway", "s3cr3t-pw")
+        .await
+        .unwrap();
+    let topic = support::unique("auth");
+    let id = registry.register(&format!("{topic}-value"), V1);
+    let payloads: Vec<Vec<u8>> = (0..20i64)
+        .map(|i| {
+            confluent(
+                id,
+                V1,
+                vec![
+                    ("user", Value::String(format!("user-{i}"))),
+                    ("event", Value::String("view".into())),
+                    ("amount", Value::Double(i as f64)),
+                    ("ts", Value::Long(5_000 + i)),
+                ],
+            )
+        })
+        .collect();
+    send_all(&topic, 1, &payloads).await;
+
+    // The right credentials: every record decodes, and no request was refused.
+    let mut decoder = authenticated_decoder(&registry.url, "s3cr3t-pw").await;
+    let (batch, meta, bad) = consume(&topic, 20, &mut decoder).await;
+    assert!(bad.is_empty(), "{bad:?}");
+    let ts = batch
+        .column_by_name("ts")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    for (r, (_, offset)) in meta.iter().enumerate() {
+        assert_eq!(ts.value(r), 5_000 + offset);
+    }
+    assert_eq!(registry.unauthorized(), 0);
+
+    // Wrong credentials: a configuration error that stops the pipeline — not a bad record
+    // (nothing is dead-lettered) and not an outage (no endless retry) — and the error
+    // does not carry the password.
+    let mut wrong = authenticated_decoder(&registry.url, "wrong-pw").await;
+    let err = wrong
+        .push(Some(&payloads[0]), (0, 0))
+        .await
+        .expect_err("a refused credential is an error, not a decoded or bad record");
+    let text = err.to_string();
+    assert!(text.contains("refused the credentials"), "{text}");
+    assert!(!text.contains("wrong-pw") && !format!("{err:?}").contains("wrong-pw"));
+    assert_eq!(registry.unauthorized(), 1, "refused once, not retried");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_offsets_apply_where_the_sink_has_no_position() {
     support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();

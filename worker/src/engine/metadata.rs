@@ -124,6 +124,52 @@ pub fn with_metadata(
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
+/// Event-time (min, max, avg) of `column` in epoch milliseconds, over its non-null values;
+/// the column may be a timestamp, a date, or epoch milliseconds (an integer).
+pub fn event_time_millis(
+    batch: &RecordBatch,
+    column: &str,
+) -> Result<Option<(i64, i64, f64)>, ArrowError> {
+    let idx = batch.schema().index_of(column).map_err(|_| {
+        ArrowError::SchemaError(format!(
+            "eventTime.column {column:?} is not a column of the batch"
+        ))
+    })?;
+    let ms = arrow_cast::cast(
+        batch.column(idx),
+        &DataType::Timestamp(TimeUnit::Millisecond, None),
+    )?;
+    let Some(ms) = ms.as_any().downcast_ref::<TimestampMillisecondArray>() else {
+        return Ok(None);
+    };
+    let (mut min, mut max, mut sum, mut n) = (i64::MAX, i64::MIN, 0f64, 0u64);
+    for v in ms.iter().flatten() {
+        min = min.min(v);
+        max = max.max(v);
+        sum += v as f64;
+        n += 1;
+    }
+    Ok((n > 0).then(|| (min, max, sum / n as f64)))
+}
+
+/// Spark's `eventTime` progress field: ISO-8601 min, max, avg and watermark.
+pub fn event_time_stats(
+    stats: Option<(i64, i64, f64)>,
+    watermark_ms: Option<i64>,
+) -> spillway_api::EventTimeStats {
+    let iso = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    };
+    spillway_api::EventTimeStats {
+        min: stats.map(|s| iso(s.0)),
+        max: stats.map(|s| iso(s.1)),
+        avg: stats.map(|s| iso(s.2 as i64)),
+        watermark: watermark_ms.map(iso),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

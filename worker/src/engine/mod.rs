@@ -20,9 +20,12 @@ use tracing::{info, warn};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::format::{BadRecord, FormatError, ValueDecoder};
 use crate::manifest::LoadedPipeline;
+use crate::metrics::WorkerMetrics;
 use crate::progress::ProgressState;
 use crate::secrets::SecretSource;
 use crate::sink::delta::{DeltaSink, DeltaSinkError};
+use crate::sink::parquet::ParquetSink;
+use crate::sink::{Sink, SinkError};
 use crate::source::{
     Accept, Assignment, KafkaSource, Positions, SourceError, TopicPartition, config,
 };
@@ -41,7 +44,7 @@ pub enum EngineError {
     Format(#[from] FormatError),
     /// The sink failed.
     #[error(transparent)]
-    Sink(#[from] DeltaSinkError),
+    Sink(#[from] SinkError),
     /// The checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -74,6 +77,12 @@ pub enum EngineError {
     Unsupported(&'static str),
 }
 
+impl From<DeltaSinkError> for EngineError {
+    fn from(e: DeltaSinkError) -> Self {
+        Self::Sink(e.into())
+    }
+}
+
 /// Called with each committed batch's report.
 pub type BatchCallback = Arc<dyn Fn(&StreamingQueryProgress) + Send + Sync>;
 
@@ -86,6 +95,8 @@ pub struct RunOptions {
     pub consumer_overrides: BTreeMap<String, String>,
     /// Called with each batch's report.
     pub on_batch: Option<BatchCallback>,
+    /// Where the worker's metrics are recorded.
+    pub metrics: Option<Arc<WorkerMetrics>>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -105,6 +116,8 @@ pub struct RunSummary {
     pub skipped: i64,
     /// Table version at the end.
     pub table_version: Option<i64>,
+    /// Offsets deleted by retention before they were read (`onDataLoss: skip`).
+    pub lost_offsets: i64,
 }
 
 /// The open micro-batch.
@@ -117,6 +130,10 @@ struct Pending {
     opened: Option<Instant>,
     decode: Duration,
     dead: Vec<DeadRecord>,
+    /// Bad records by reason.
+    reasons: BTreeMap<&'static str, i64>,
+    /// Offsets lost to retention since the last batch.
+    lost: i64,
 }
 
 impl Pending {
@@ -170,11 +187,6 @@ pub async fn run(
         .unwrap_or_else(|| "default".into());
     let kafka = &spec.source.kafka;
     let group = kafka.effective_group_id(&namespace, &name);
-    let delta_spec = spec
-        .sink
-        .delta
-        .as_ref()
-        .ok_or(EngineError::Unsupported("the parquet sink"))?;
     if spec.transform.as_ref().is_some_and(|t| t.sql.is_some()) {
         return Err(EngineError::Unsupported("transform.sql"));
     }
@@ -196,14 +208,32 @@ pub async fn run(
     let max_records = kafka.max_records_per_batch;
 
     let store_opts = storage::options(spec.storage.as_ref(), opts.secrets.as_ref())?;
-    let table_url = storage::url(&delta_spec.uri, &loaded.base_dir)?;
-    let mut sink = DeltaSink::open(
-        &table_url,
-        store_opts.clone(),
-        &group,
-        delta_spec.partition_by.clone(),
-    )
-    .await?;
+    let checkpoint_url = storage::url(&spec.checkpoint.uri, &loaded.base_dir)?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let mut sink = match (&spec.sink.delta, &spec.sink.parquet) {
+        (Some(d), _) => Sink::Delta(Box::new(
+            DeltaSink::open(
+                &storage::url(&d.uri, &loaded.base_dir)?,
+                store_opts.clone(),
+                &group,
+                d.partition_by.clone(),
+            )
+            .await?,
+        )),
+        (None, Some(pq)) => Sink::Parquet(Box::new(
+            ParquetSink::open(
+                &storage::url(&pq.uri, &loaded.base_dir)?,
+                &checkpoint_url,
+                &store_opts,
+                pq.partition_by.clone(),
+                pq.compression,
+                &run_id,
+            )
+            .await
+            .map_err(SinkError::from)?,
+        )),
+        (None, None) => return Err(EngineError::Unsupported("a sink without delta or parquet")),
+    };
     let mut dead_letters = match (
         policy,
         spec.errors.as_ref().and_then(|e| e.dead_letter.as_ref()),
@@ -238,12 +268,8 @@ pub async fn run(
         }),
         _ => None,
     };
-    let checkpoint = Checkpoint::open(
-        &storage::url(&spec.checkpoint.uri, &loaded.base_dir)?,
-        &store_opts,
-    )?;
+    let checkpoint = Checkpoint::open(&checkpoint_url, &store_opts)?;
     let id = checkpoint.query_id().await?;
-    let run_id = uuid::Uuid::new_v4().to_string();
     let mut batch_id = checkpoint.next_batch_id().await?;
 
     let registry = crate::format::registry_client(&spec.format.avro, opts.secrets.as_ref())?;
@@ -258,6 +284,24 @@ pub async fn run(
     cfg.extend(opts.consumer_overrides.clone());
     let (source, mut assignments) = KafkaSource::subscribe(kafka, &cfg)?;
     info!(pipeline = %name, group = %group, query_id = %id, run_id = %run_id, "pipeline started");
+    let metrics = opts.metrics.clone();
+    if let Some(m) = &metrics {
+        m.started(
+            &name,
+            if available_now {
+                0.0
+            } else {
+                interval.as_secs_f64()
+            },
+        );
+    }
+    let event_time = spec.event_time.as_ref().map(|e| {
+        (
+            e.column.clone(),
+            spillway_api::validate::parse_duration(&e.allowed_lateness).unwrap_or_default(),
+        )
+    });
+    let mut max_event_ms: Option<i64> = None;
     progress.status("Waiting for data to arrive", false, false);
 
     let mut positions = Positions::default();
@@ -279,8 +323,14 @@ pub async fn run(
             _ = shutdown.cancelled() => { close = true; stop = true; }
             Some(a) = assignments.recv() => match a {
                 Assignment::Assigned(tps) => {
+                    sink.claim(&tps).await?;
                     let sink_next = sink.positions(&tps).await?;
                     let report = source.position(&tps, &sink_next).await?;
+                    if report.lost > 0 {
+                        summary.lost_offsets += report.lost;
+                        pending.lost += report.lost;
+                        if let Some(m) = &metrics { m.data_loss(&name, report.lost); }
+                    }
                     positions = Positions::default();
                     positions.start(&report.next);
                     committed = tps.iter().map(|tp| (tp.clone(), sink_next.get(tp).copied())).collect();
@@ -317,6 +367,9 @@ pub async fn run(
                                 return Err(SourceError::DataLoss { tp, from: expected, to: low }.into());
                             }
                             warn!(%tp, from = expected, to = low, "data loss: skipped offsets deleted by retention");
+                            summary.lost_offsets += low - expected;
+                            pending.lost += low - expected;
+                            if let Some(m) = &metrics { m.data_loss(&name, low - expected); }
                         }
                         positions.advance(topic, partition, offset);
                     }
@@ -349,6 +402,7 @@ pub async fn run(
                 if let Err(bad) = outcome {
                     let tp = TopicPartition { topic: topic.to_string(), partition };
                     handle_bad(policy, &tp, offset, &bad, &mut pending)?;
+                    *pending.reasons.entry(bad.reason()).or_default() += 1;
                     if dead_letters.is_some() {
                         pending.dead.push(DeadRecord {
                             tp: tp.clone(),
@@ -384,6 +438,9 @@ pub async fn run(
                 &cols,
                 (&id, &run_id, &name, batch_id),
                 last_batch_at,
+                event_time
+                    .as_ref()
+                    .map(|(c, l)| (c.as_str(), *l, &mut max_event_ms)),
             )
             .await;
             match report {
@@ -412,15 +469,21 @@ pub async fn run(
                             .filter(|l| *l > 0)
                             .sum::<i64>()
                     });
+                    if let Some(m) = &metrics {
+                        m.observe(&name, &r);
+                    }
                     if let Some(cb) = &opts.on_batch {
                         cb(&r);
                     }
                     progress.report(r, lag);
                 }
-                Err(EngineError::Sink(DeltaSinkError::Fenced { .. })) => {
+                Err(EngineError::Sink(e)) if e.is_fenced() => {
                     warn!(
                         "another writer owns some partitions: batch abandoned, positions re-read"
                     );
+                    if let Some(m) = &metrics {
+                        m.batch_outcome(&name, "abandoned");
+                    }
                     let tps: Vec<TopicPartition> = committed.keys().cloned().collect();
                     let sink_next = sink.positions(&tps).await?;
                     let report = source.position(&tps, &sink_next).await?;
@@ -469,7 +532,7 @@ fn handle_bad(
 
 #[allow(clippy::too_many_arguments)]
 async fn commit(
-    sink: &mut DeltaSink,
+    sink: &mut Sink,
     dead_letters: Option<&mut DeadLetters>,
     decoder: &mut ValueDecoder<RowMeta>,
     source: &KafkaSource,
@@ -480,6 +543,7 @@ async fn commit(
     cols: &[MetadataColumn],
     ids: (&str, &str, &str, i64),
     last_batch_at: Instant,
+    event_time: Option<(&str, Duration, &mut Option<i64>)>,
 ) -> Result<(StreamingQueryProgress, BTreeMap<TopicPartition, i64>), EngineError> {
     let trigger_started = pending.opened.unwrap_or_else(Instant::now);
     let batch = match decoder.finish()? {
@@ -487,6 +551,21 @@ async fn commit(
         None => None,
     };
     let rows = batch.as_ref().map_or(0, |b| b.num_rows() as i64);
+    let event_time = match (event_time, batch.as_ref()) {
+        (Some((column, lateness, max_seen)), Some(b)) => {
+            let stats = metadata::event_time_millis(b, column)?;
+            if let Some((_, max, _)) = stats {
+                *max_seen = Some(max_seen.map_or(max, |m| m.max(max)));
+            }
+            let watermark = max_seen.map(|m| m - lateness.as_millis() as i64);
+            Some(metadata::event_time_stats(stats, watermark))
+        }
+        (Some((_, lateness, max_seen)), None) => Some(metadata::event_time_stats(
+            None,
+            max_seen.map(|m| m - lateness.as_millis() as i64),
+        )),
+        (None, _) => None,
+    };
     let expected: BTreeMap<TopicPartition, Option<i64>> = pending
         .next
         .keys()
@@ -497,7 +576,9 @@ async fn commit(
         // Dead letters are durable before the batch that skips them commits.
         d.write(&pending.dead, &pending.next).await?;
     }
-    let version = sink.commit(batch, &expected, &pending.next).await?;
+    let version = sink
+        .commit(batch, &pending.start, &expected, &pending.next)
+        .await?;
     let write = write_started.elapsed();
     let commit_started = Instant::now();
     if let Err(e) = source.commit_group(&pending.next) {
@@ -539,18 +620,15 @@ async fn commit(
             num_input_rows: pending.records,
             input_rows_per_second: pending.records as f64 / since_last,
             processed_rows_per_second: pending.records as f64 / secs,
-            metrics: BTreeMap::new(),
+            metrics: source_metrics(pending, &latest),
         }],
         sink: SinkProgress {
             description: sink.description(),
             num_output_rows: rows,
             table_version: Some(version),
-            metrics: [
-                ("numBadRecords".to_string(), pending.bad.to_string()),
-                ("numDeadLetters".to_string(), pending.dead.len().to_string()),
-            ]
-            .into(),
+            metrics: sink_metrics(pending),
         },
+        event_time,
         ..Default::default()
     };
     checkpoint.write_progress(&report).await?;
@@ -570,4 +648,57 @@ async fn commit(
         "batch committed"
     );
     Ok((report, pending.next.clone()))
+}
+
+/// Spark's Kafka source metrics (offsets behind latest) and the offsets lost to retention.
+fn source_metrics(
+    pending: &Pending,
+    latest: &BTreeMap<TopicPartition, i64>,
+) -> BTreeMap<String, String> {
+    let behind: Vec<i64> = pending
+        .next
+        .iter()
+        .filter_map(|(tp, n)| Some((latest.get(tp)? - n).max(0)))
+        .collect();
+    let mut m = BTreeMap::new();
+    if !behind.is_empty() {
+        let sum: i64 = behind.iter().sum();
+        m.insert(
+            "minOffsetsBehindLatest".into(),
+            behind.iter().min().copied().unwrap_or(0).to_string(),
+        );
+        m.insert(
+            "maxOffsetsBehindLatest".into(),
+            behind.iter().max().copied().unwrap_or(0).to_string(),
+        );
+        m.insert(
+            "avgOffsetsBehindLatest".into(),
+            format!("{:.1}", sum as f64 / behind.len() as f64),
+        );
+    }
+    if pending.lost > 0 {
+        m.insert("numOffsetsLost".into(), pending.lost.to_string());
+    }
+    m
+}
+
+/// Bad-record counts, in total and by reason (`badRecords.<Reason>`, and
+/// `deadLetters.<Reason>` for those written to the dead-letter destination).
+fn sink_metrics(pending: &Pending) -> BTreeMap<String, String> {
+    let mut m: BTreeMap<String, String> = [
+        ("numBadRecords".to_string(), pending.bad.to_string()),
+        ("numDeadLetters".to_string(), pending.dead.len().to_string()),
+    ]
+    .into();
+    for (reason, n) in &pending.reasons {
+        m.insert(format!("badRecords.{reason}"), n.to_string());
+    }
+    let mut dead: BTreeMap<&str, i64> = BTreeMap::new();
+    for d in &pending.dead {
+        *dead.entry(d.class).or_default() += 1;
+    }
+    for (reason, n) in dead {
+        m.insert(format!("deadLetters.{reason}"), n.to_string());
+    }
+    m
 }

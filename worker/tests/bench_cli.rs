@@ -1,0 +1,66 @@
+//! The `spillway bench` commands as a user runs them (small sizes: the figures themselves
+//! come from release builds, see `docs/benchmarks.md`; nothing here asserts a speed).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+use spillway_e2e as support;
+
+fn bench(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_spillway"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn bench_decode_prints_both_decoders_and_the_ratio_for_both_schemas() {
+    let text = bench(&["decode", "--records", "20000"]);
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("HsuTestEvent") || l.starts_with("WideEvent"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for r in rows {
+        assert!(r.contains(" 20000 "), "{r}");
+        assert!(r.trim_end().ends_with('x'), "a ratio: {r}");
+    }
+    assert!(text.contains("apache_avro::from_avro_datum"), "{text}");
+}
+
+#[test]
+fn bench_pipeline_measures_raw_consume_and_the_pipeline_on_one_topic() {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let topic = support::unique("bench");
+    let text = bench(&[
+        "pipeline",
+        "--bootstrap",
+        &support::kafka_bootstrap(),
+        "--records",
+        "20000",
+        "--topic",
+        &topic,
+    ]);
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    // Every record (20,000 and one tail record per partition) read by both phases.
+    let raw = line("(a)");
+    let e2e = line("(b)");
+    assert!(raw.contains(&"20004"), "{text}");
+    assert!(e2e.contains(&"20004"), "{text}");
+    assert!(text.contains("ratio b/a: "), "{text}");
+    assert!(text.contains("peak RSS"), "{text}");
+}

@@ -1,0 +1,76 @@
+//! Helpers shared by the worker's integration tests (each test file uses some of them).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spillway_worker::engine::{self, EngineError, RunOptions, RunSummary};
+use spillway_worker::manifest;
+use spillway_worker::progress::ProgressState;
+use spillway_worker::secrets::MapSecrets;
+use tokio_util::sync::CancellationToken;
+
+/// The credentials the test manifests reference (`{name: s3, key: id|key}`), for moto.
+pub const S3_SECRETS: [(&str, &str); 2] = [
+    ("SPILLWAY_SECRET_S3_ID", "test"),
+    ("SPILLWAY_SECRET_S3_KEY", "test"),
+];
+
+/// `spec.storage` for moto, credentials by reference.
+pub fn s3_storage_yaml() -> String {
+    format!(
+        "  storage:\n    region: us-east-1\n    endpoint: \"{}\"\n    allowHttp: true\n    pathStyle: true\n    credentialsSecretRef:\n      accessKeyId: {{name: s3, key: id}}\n      secretAccessKey: {{name: s3, key: key}}\n",
+        spillway_e2e::s3_endpoint()
+    )
+}
+
+/// Runs an `availableNow` manifest in-process to its end (at most 300 s), with short
+/// consumer-group timeouts so a previous member that died is replaced quickly.
+pub async fn run_available_now(text: &str) -> Result<RunSummary, EngineError> {
+    let loaded = manifest::load_str(text, Path::new("test.yaml"), &std::env::temp_dir()).unwrap();
+    let opts = RunOptions {
+        secrets: Arc::new(MapSecrets(
+            S3_SECRETS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )),
+        consumer_overrides: BTreeMap::from([
+            ("session.timeout.ms".to_string(), "10000".to_string()),
+            ("max.poll.interval.ms".to_string(), "10000".to_string()),
+        ]),
+        on_batch: None,
+        metrics: None,
+    };
+    tokio::time::timeout(
+        Duration::from_secs(300),
+        engine::run(
+            &loaded,
+            opts,
+            ProgressState::default(),
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("the availableNow run did not finish")
+}
+
+/// `spillway produce` of `count` HsuTestEvents (seeded) into `topic` at `bootstrap`, with
+/// extra arguments (e.g. `--partitions 4`, `-X batch.num.messages=1`).
+pub fn produce(bootstrap: &str, topic: &str, count: u64, seed: u64, extra: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_spillway"))
+        .args(["produce", "--bootstrap", bootstrap, "--topic", topic])
+        .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
