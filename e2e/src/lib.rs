@@ -2,12 +2,15 @@
 //!
 //! # Layout
 //! - [`registry`]: an in-process Confluent Schema Registry fixture with fault injection.
+//! - [`observability`]: the metric names the shipped dashboard and alerts use, checked
+//!   against what a worker or the operator exports.
 //! - this file: service endpoints (from the environment the scripts in `e2e/scripts` set up,
 //!   with their loopback defaults), unique topic/prefix names, and a loopback HTTP helper.
 //!
 //! The services are started by `e2e/scripts/start-services.sh`; a test that needs one and
 //! cannot reach it fails with a message saying so — it never passes silently.
 
+pub mod observability;
 pub mod registry;
 
 use std::io::{Read, Write};

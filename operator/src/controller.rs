@@ -203,8 +203,7 @@ async fn run_controllers(
                 match r {
                     Ok(_) => {}
                     Err(controller::Error::ObjectNotFound(o)) => {
-                        let key = format!("{}/{}", o.namespace.clone().unwrap_or_default(), o.name);
-                        metrics.forget(&key);
+                        metrics.forget(o.namespace.as_deref().unwrap_or_default(), &o.name);
                     }
                     Err(controller::Error::ReconcilerFailed(..)) => {}
                     Err(e) => warn!(error = %e, "controller error"),

@@ -1,7 +1,7 @@
 //! The operator's Prometheus metrics (prometheus-client): reconciliations by result,
-//! reconcile duration, pipelines by phase, leadership.
+//! reconcile duration, pipelines by phase, each pipeline's phase and conditions, leadership.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use spillway_api::Phase;
+use spillway_api::{Phase, StreamingPipelineStatus};
 
 /// Every phase, for the `phase` label.
 pub const PHASES: [Phase; 6] = [
@@ -49,6 +49,51 @@ pub struct PhaseLabel {
     pub phase: &'static str,
 }
 
+/// Labels of `spillway_operator_pipeline_phase`: one series per phase of each pipeline.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelinePhaseLabels {
+    /// The pipeline's namespace.
+    pub namespace: String,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The phase.
+    pub phase: &'static str,
+}
+
+/// Labels of `spillway_operator_pipeline_condition`: one series per status of each condition
+/// type a pipeline has.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineConditionLabels {
+    /// The pipeline's namespace.
+    pub namespace: String,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The condition type (`Ready`, `Progressing`, `Degraded`, `DataLoss`, `SchemaError`).
+    pub r#type: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: &'static str,
+}
+
+/// Every condition status, for the `status` label.
+pub const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
+
+/// The label value of a condition's status; anything unexpected is `Unknown`.
+fn condition_status(s: &str) -> &'static str {
+    match s {
+        "True" => "True",
+        "False" => "False",
+        _ => "Unknown",
+    }
+}
+
+/// What the metrics last recorded of one pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Recorded {
+    phase: Option<Phase>,
+    /// Condition type → status label.
+    conditions: BTreeMap<String, &'static str>,
+}
+
 /// The operator's metrics, registered under `spillway_operator_`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -58,9 +103,16 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// `spillway_operator_pipelines{phase}`.
     pub pipelines: Family<PhaseLabel, Gauge>,
+    /// `spillway_operator_pipeline_phase{namespace,pipeline,phase}`: 1 for the pipeline's
+    /// current phase, 0 for the others.
+    pub pipeline_phase: Family<PipelinePhaseLabels, Gauge>,
+    /// `spillway_operator_pipeline_condition{namespace,pipeline,type,status}`: 1 for each
+    /// condition's current status, 0 for the other two.
+    pub pipeline_condition: Family<PipelineConditionLabels, Gauge>,
     /// `spillway_operator_leader`: 1 while this replica holds the lease.
     pub leader: Gauge,
-    phases: Mutex<HashMap<String, Phase>>,
+    /// `(namespace, name)` → what was last recorded.
+    recorded: Mutex<HashMap<(String, String), Recorded>>,
 }
 
 impl Default for Metrics {
@@ -69,8 +121,10 @@ impl Default for Metrics {
             reconciliations: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             pipelines: Family::default(),
+            pipeline_phase: Family::default(),
+            pipeline_condition: Family::default(),
             leader: Gauge::default(),
-            phases: Mutex::default(),
+            recorded: Mutex::default(),
         }
     }
 }
@@ -96,6 +150,16 @@ impl Metrics {
             self.pipelines.clone(),
         );
         r.register(
+            "pipeline_phase",
+            "1 for the current phase of each StreamingPipeline, 0 for the other phases",
+            self.pipeline_phase.clone(),
+        );
+        r.register(
+            "pipeline_condition",
+            "1 for the current status of each StreamingPipeline condition, 0 for the other statuses",
+            self.pipeline_condition.clone(),
+        );
+        r.register(
             "leader",
             "1 while this replica holds the leader lease",
             self.leader.clone(),
@@ -116,24 +180,105 @@ impl Metrics {
         self.reconcile_duration.observe(took.as_secs_f64());
     }
 
-    /// Records the phase of pipeline `key` (`namespace/name`).
-    pub fn set_phase(&self, key: &str, phase: Phase) {
-        let mut phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
-        phases.insert(key.to_string(), phase);
-        self.publish(&phases);
+    /// Records the phase and conditions of pipeline `namespace/name` from its status.
+    pub fn set_status(&self, namespace: &str, name: &str, status: &StreamingPipelineStatus) {
+        let now = Recorded {
+            phase: status.phase,
+            conditions: status
+                .conditions
+                .iter()
+                .map(|c| (c.type_.clone(), condition_status(&c.status)))
+                .collect(),
+        };
+        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (namespace.to_string(), name.to_string());
+        let before = recorded.insert(key, now.clone());
+        if before.as_ref() == Some(&now) {
+            return;
+        }
+        if let Some(before) = &before {
+            self.remove_series(namespace, name, before, Some(&now));
+        }
+        self.publish_pipeline(namespace, name, &now);
+        self.publish_counts(&recorded);
     }
 
-    /// Forgets a deleted pipeline.
-    pub fn forget(&self, key: &str) {
-        let mut phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
-        if phases.remove(key).is_some() {
-            self.publish(&phases);
+    /// Forgets a deleted pipeline: its series disappear.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(before) = recorded.remove(&(namespace.to_string(), name.to_string())) {
+            self.remove_series(namespace, name, &before, None);
+            self.publish_counts(&recorded);
         }
     }
 
-    fn publish(&self, phases: &HashMap<String, Phase>) {
+    fn phase_labels(namespace: &str, name: &str, phase: Phase) -> PipelinePhaseLabels {
+        PipelinePhaseLabels {
+            namespace: namespace.to_string(),
+            pipeline: name.to_string(),
+            phase: phase_name(phase),
+        }
+    }
+
+    fn condition_labels(
+        namespace: &str,
+        name: &str,
+        type_: &str,
+        status: &'static str,
+    ) -> PipelineConditionLabels {
+        PipelineConditionLabels {
+            namespace: namespace.to_string(),
+            pipeline: name.to_string(),
+            r#type: type_.to_string(),
+            status,
+        }
+    }
+
+    /// Removes the series of `before` that `now` does not have (all of them when `None`).
+    fn remove_series(
+        &self,
+        namespace: &str,
+        name: &str,
+        before: &Recorded,
+        now: Option<&Recorded>,
+    ) {
+        if before.phase.is_some() && now.is_none_or(|n| n.phase.is_none()) {
+            for p in PHASES {
+                self.pipeline_phase
+                    .remove(&Self::phase_labels(namespace, name, p));
+            }
+        }
+        for type_ in before.conditions.keys() {
+            if now.is_some_and(|n| n.conditions.contains_key(type_)) {
+                continue;
+            }
+            for s in CONDITION_STATUSES {
+                self.pipeline_condition
+                    .remove(&Self::condition_labels(namespace, name, type_, s));
+            }
+        }
+    }
+
+    fn publish_pipeline(&self, namespace: &str, name: &str, now: &Recorded) {
+        if let Some(current) = now.phase {
+            for p in PHASES {
+                self.pipeline_phase
+                    .get_or_create(&Self::phase_labels(namespace, name, p))
+                    .set(i64::from(p == current));
+            }
+        }
+        for (type_, current) in &now.conditions {
+            for s in CONDITION_STATUSES {
+                self.pipeline_condition
+                    .get_or_create(&Self::condition_labels(namespace, name, type_, s))
+                    .set(i64::from(s == *current));
+            }
+        }
+    }
+
+    fn publish_counts(&self, recorded: &HashMap<(String, String), Recorded>) {
         for p in PHASES {
-            let n = phases.values().filter(|x| **x == p).count();
+            let n = recorded.values().filter(|r| r.phase == Some(p)).count();
             self.pipelines
                 .get_or_create(&PhaseLabel {
                     phase: phase_name(p),
@@ -146,6 +291,31 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    fn status(phase: Phase, conditions: &[(&str, &str)]) -> StreamingPipelineStatus {
+        StreamingPipelineStatus {
+            phase: Some(phase),
+            conditions: conditions
+                .iter()
+                .map(|(t, s)| Condition {
+                    type_: (*t).into(),
+                    status: (*s).into(),
+                    reason: "Test".into(),
+                    message: String::new(),
+                    observed_generation: None,
+                    last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn encode(registry: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+        out
+    }
 
     #[test]
     fn encodes_the_documented_names() {
@@ -153,13 +323,12 @@ mod tests {
         let m = Metrics::default().register(&mut registry);
         m.reconciled("Success", Duration::from_millis(20));
         m.reconciled("ApplyFailed", Duration::from_millis(20));
-        m.set_phase("ns/a", Phase::Running);
-        m.set_phase("ns/b", Phase::Running);
-        m.set_phase("ns/b", Phase::Failed);
-        m.set_phase("ns/c", Phase::Pending);
-        m.forget("ns/c");
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        m.set_status("ns", "a", &status(Phase::Running, &[]));
+        m.set_status("ns", "b", &status(Phase::Running, &[]));
+        m.set_status("ns", "b", &status(Phase::Failed, &[]));
+        m.set_status("ns", "c", &status(Phase::Pending, &[]));
+        m.forget("ns", "c");
+        let out = encode(&registry);
         for line in [
             "spillway_operator_reconciliations_total{result=\"Success\"} 1",
             "spillway_operator_reconciliations_total{result=\"ApplyFailed\"} 1",
@@ -171,5 +340,50 @@ mod tests {
         ] {
             assert!(out.contains(line), "{line} missing from\n{out}");
         }
+    }
+
+    #[test]
+    fn per_pipeline_phase_and_conditions_follow_the_status() {
+        let mut registry = Registry::default();
+        let m = Metrics::default().register(&mut registry);
+        m.set_status(
+            "analytics",
+            "orders",
+            &status(Phase::Degraded, &[("Ready", "False"), ("DataLoss", "True")]),
+        );
+        let out = encode(&registry);
+        for line in [
+            "spillway_operator_pipeline_phase{namespace=\"analytics\",pipeline=\"orders\",phase=\"Degraded\"} 1",
+            "spillway_operator_pipeline_phase{namespace=\"analytics\",pipeline=\"orders\",phase=\"Running\"} 0",
+            "spillway_operator_pipeline_condition{namespace=\"analytics\",pipeline=\"orders\",type=\"DataLoss\",status=\"True\"} 1",
+            "spillway_operator_pipeline_condition{namespace=\"analytics\",pipeline=\"orders\",type=\"DataLoss\",status=\"False\"} 0",
+            "spillway_operator_pipeline_condition{namespace=\"analytics\",pipeline=\"orders\",type=\"Ready\",status=\"False\"} 1",
+        ] {
+            assert!(out.contains(line), "{line} missing from\n{out}");
+        }
+
+        // The condition clears and disappears; the phase moves.
+        m.set_status(
+            "analytics",
+            "orders",
+            &status(Phase::Running, &[("Ready", "True")]),
+        );
+        let out = encode(&registry);
+        assert!(!out.contains("type=\"DataLoss\""), "{out}");
+        assert!(out.contains(
+            "spillway_operator_pipeline_phase{namespace=\"analytics\",pipeline=\"orders\",phase=\"Running\"} 1"
+        ));
+        assert!(out.contains(
+            "spillway_operator_pipeline_phase{namespace=\"analytics\",pipeline=\"orders\",phase=\"Degraded\"} 0"
+        ));
+        assert!(out.contains(
+            "spillway_operator_pipeline_condition{namespace=\"analytics\",pipeline=\"orders\",type=\"Ready\",status=\"True\"} 1"
+        ));
+
+        // A deleted pipeline leaves no series behind.
+        m.forget("analytics", "orders");
+        let out = encode(&registry);
+        assert!(!out.contains("pipeline=\"orders\""), "{out}");
+        assert!(out.contains("spillway_operator_pipelines{phase=\"Running\"} 0"));
     }
 }

@@ -225,16 +225,14 @@ async fn run(p: &StreamingPipeline, ctx: &Context) -> Result<(Action, &'static s
     Ok((action, SUCCESS))
 }
 
-/// Records the phase in the metrics and writes the status when it changed.
+/// Records the phase and conditions in the metrics and writes the status when it changed.
 async fn finish(
     ctx: &Context,
     p: &StreamingPipeline,
     namespace: &str,
     status: StreamingPipelineStatus,
 ) -> Result<(), Error> {
-    if let Some(phase) = status.phase {
-        ctx.metrics.set_phase(&key(p), phase);
-    }
+    ctx.metrics.set_status(namespace, &p.name_any(), &status);
     write_status(ctx, p, namespace, status).await
 }
 
