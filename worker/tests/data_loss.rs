@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -118,17 +117,8 @@ o = t.column("_offset").to_pylist()
 print(json.dumps([t.num_rows, len(set(o)), min(o), max(o)]), flush=True)
 os._exit(0)
 "#;
-    let out = Command::new(support::python())
-        .args(["-c", script, &dir.join("t").display().to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let (rows, distinct, min, max): (i64, i64, i64, i64) =
-        serde_json::from_slice(&out.stdout).unwrap();
+        common::python_json(script, &[&dir.join("t").display().to_string()]);
     let want = 1_000 + high - low;
     assert_eq!((rows, distinct, min, max), (want, want, 0, high - 1));
 }

@@ -219,15 +219,24 @@ pub async fn run(
     let checkpoint_url = storage::url(&spec.checkpoint.uri, &loaded.base_dir)?;
     let run_id = uuid::Uuid::new_v4().to_string();
     let mut sink = match (&spec.sink.delta, &spec.sink.parquet) {
-        (Some(d), _) => Sink::Delta(Box::new(
-            DeltaSink::open(
+        (Some(d), _) => Sink::Delta(Box::new({
+            let sink = DeltaSink::open(
                 &storage::url(&d.uri, &loaded.base_dir)?,
                 store_opts.clone(),
                 &group,
                 d.partition_by.clone(),
             )
-            .await?,
-        )),
+            .await?;
+            match (d.mode, &d.merge) {
+                (spillway_api::DeltaMode::Merge, Some(m)) => {
+                    sink.with_merge(crate::sink::delta::MergeSettings {
+                        keys: m.keys.clone(),
+                        order_by: m.order_by.clone(),
+                    })
+                }
+                _ => sink,
+            }
+        })),
         (None, Some(pq)) => Sink::Parquet(Box::new(
             ParquetSink::open(
                 &storage::url(&pq.uri, &loaded.base_dir)?,
@@ -601,6 +610,16 @@ async fn commit(
             (batch, Some(metadata::event_time_stats(stats, watermark)))
         }
         None => (batch, None),
+    };
+    // Merge: one row per key within the batch (the latest by the ordering column, the
+    // later offset on a tie) before the MERGE.
+    let batch = match (sink.merge_settings(), batch) {
+        (Some(m), Some(b)) if b.num_rows() > 0 => Some(
+            crate::sink::merge::dedup(b, &m.keys, m.order_by.as_deref())
+                .await
+                .map_err(|e| transform::TransformError::Dedup(Box::new(e)))?,
+        ),
+        (_, b) => b,
     };
     let rows = batch.as_ref().map_or(0, |b| b.num_rows() as i64);
     let expected: BTreeMap<TopicPartition, Option<i64>> = pending

@@ -3,8 +3,10 @@
 //! - [`delta`]: I/O: Delta tables with per-partition `txn` actions (exactly once).
 //! - [`parquet`]: I/O: Hive-style Parquet datasets with a write-ahead log and commit
 //!   markers in the checkpoint (exactly once).
+//! - [`merge`]: compute: one row per key within a batch (`mode: merge`).
 
 pub mod delta;
+pub mod merge;
 pub mod parquet;
 
 use std::collections::BTreeMap;
@@ -61,6 +63,14 @@ impl Sink {
         match self {
             Self::Delta(s) => s.version(),
             Self::Parquet(s) => s.version(),
+        }
+    }
+
+    /// The upsert settings of a Delta sink in `mode: merge`.
+    pub fn merge_settings(&self) -> Option<&delta::MergeSettings> {
+        match self {
+            Self::Delta(s) => s.merge_settings(),
+            Self::Parquet(_) => None,
         }
     }
 

@@ -74,3 +74,20 @@ pub fn produce(bootstrap: &str, topic: &str, count: u64, seed: u64, extra: &[&st
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs a Python script with the suite's interpreter (the venv with `deltalake` and
+/// `pyarrow`) and parses the JSON it prints.
+pub fn python_json<T: serde::de::DeserializeOwned>(script: &str, args: &[&str]) -> T {
+    let out = Command::new(spillway_e2e::python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

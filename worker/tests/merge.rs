@@ -1,0 +1,160 @@
+//! `mode: merge` (the movie-ratings job) against tansu, read back with Python `deltalake`:
+//! duplicates and updates of one `event_id` end as one row with the latest values, events
+//! more than 5 days behind the newest are discarded, and a re-run applies nothing twice.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use apache_avro::types::Value;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use spillway_e2e as support;
+
+const SCHEMA: &str = r#"{"type":"record","name":"MovieRating","fields":[{"name":"event_id","type":"string"},{"name":"user_id","type":"long"},{"name":"movie_id","type":"long"},{"name":"rating","type":"double"},{"name":"event_time","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
+
+/// 2026-11-20T00:00:00Z
+const BASE: i64 = 1_795_132_800_000;
+const HOUR: i64 = 3_600_000;
+
+async fn send(topic: &str, events: &[(&str, f64, i64)]) {
+    let schema = apache_avro::Schema::parse_str(SCHEMA).unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", support::kafka_bootstrap())
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for (id, rating, t) in events {
+        let record = Value::Record(vec![
+            ("event_id".into(), Value::String(id.to_string())),
+            ("user_id".into(), Value::Long(7)),
+            ("movie_id".into(), Value::Long(42)),
+            ("rating".into(), Value::Double(*rating)),
+            ("event_time".into(), Value::TimestampMillis(*t)),
+        ]);
+        let body = apache_avro::to_avro_datum(&schema, record).unwrap();
+        producer
+            .send(
+                FutureRecord::to(topic).payload(&body).key(*id).partition(0),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+}
+
+fn manifest(topic: &str, dir: &std::path::Path) -> String {
+    format!(
+        r#"apiVersion: spillway.dev/v1alpha1
+kind: StreamingPipeline
+metadata: {{name: {topic}}}
+spec:
+  source:
+    kafka:
+      bootstrapServers: "{bootstrap}"
+      topics: [{topic}]
+  format:
+    avro:
+      encoding: raw
+      writerSchema:
+        inline: '{SCHEMA}'
+  transform:
+    sql: SELECT *, CAST(event_time AS DATE) AS event_date FROM batch
+    metadataColumns: [offset]
+  eventTime:
+    column: event_time
+    allowedLateness: 120h
+  sink:
+    delta:
+      uri: "{table}"
+      mode: merge
+      partitionBy: [event_date]
+      merge:
+        keys: [event_id]
+        orderBy: event_time
+  checkpoint:
+    uri: "{checkpoint}"
+  trigger:
+    availableNow: true
+"#,
+        bootstrap = support::kafka_bootstrap(),
+        table = dir.join("t").display(),
+        checkpoint = dir.join("c").display(),
+    )
+}
+
+/// event_id → (rating, event_time ms), read with the Python deltalake package.
+fn table_rows(dir: &std::path::Path) -> Vec<(String, f64, i64)> {
+    let script = r#"
+import json, os, sys, deltalake
+t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table(columns=["event_id", "rating", "event_time"])
+rows = sorted(zip(t.column("event_id").to_pylist(), t.column("rating").to_pylist(),
+                  [int(x.timestamp() * 1000) for x in t.column("event_time").to_pylist()]))
+print(json.dumps(rows), flush=True)
+os._exit(0)
+"#;
+    common::python_json(script, &[&dir.join("t").display().to_string()])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_keeps_the_latest_row_per_key_and_discards_late_events() {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let topic = support::unique("ratings");
+    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(support::unique("ratings"));
+    let text = manifest(&topic, &dir);
+
+    // First batch: e1 is updated within the batch; the table is created by it.
+    send(
+        &topic,
+        &[
+            ("e1", 3.0, BASE),
+            ("e2", 4.0, BASE + HOUR),
+            ("e1", 5.0, BASE + 2 * HOUR),
+            ("e3", 1.0, BASE),
+        ],
+    )
+    .await;
+    let first = common::run_available_now(&text).await.unwrap();
+    assert_eq!(first.rows, 3, "one row per event_id");
+    assert_eq!(
+        table_rows(&dir),
+        [
+            ("e1".to_string(), 5.0, BASE + 2 * HOUR),
+            ("e2".to_string(), 4.0, BASE + HOUR),
+            ("e3".to_string(), 1.0, BASE),
+        ]
+    );
+
+    // Second batch: a newer e2 updates, an older e1 does not, an exact duplicate of e3
+    // changes nothing, e4 is new, and e5 is 6 days older than the newest event: dropped.
+    send(
+        &topic,
+        &[
+            ("e2", 2.0, BASE + 3 * HOUR),
+            ("e1", 1.0, BASE + HOUR),
+            ("e3", 1.0, BASE),
+            ("e4", 4.5, BASE + 24 * HOUR),
+            ("e5", 2.5, BASE + 24 * HOUR - 6 * 24 * HOUR),
+        ],
+    )
+    .await;
+    let second = common::run_available_now(&text).await.unwrap();
+    assert_eq!(second.dropped_by_watermark, 1);
+    let want = [
+        ("e1".to_string(), 5.0, BASE + 2 * HOUR),
+        ("e2".to_string(), 2.0, BASE + 3 * HOUR),
+        ("e3".to_string(), 1.0, BASE),
+        ("e4".to_string(), 4.5, BASE + 24 * HOUR),
+    ];
+    assert_eq!(table_rows(&dir), want);
+
+    // A re-run reads nothing again (the table's txn versions) and applies nothing twice.
+    let third = common::run_available_now(&text).await.unwrap();
+    assert_eq!((third.batches, third.rows), (0, 0));
+    assert_eq!(table_rows(&dir), want);
+}
