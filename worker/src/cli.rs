@@ -67,6 +67,42 @@ pub enum Command {
     /// Benchmarks that print figures and ratios measured side by side in one run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Maintenance of a pipeline's Delta table (what the operator's CronJobs run):
+    /// compaction of small files, or vacuum of unreferenced ones. Safe while the pipeline
+    /// runs. Credentials come from `SPILLWAY_SECRET_<NAME>_<KEY>` environment variables.
+    #[command(subcommand)]
+    Maintain(MaintainCommand),
+}
+
+/// `spillway maintain` actions.
+#[derive(Debug, Subcommand)]
+pub enum MaintainCommand {
+    /// Compact small files into files of about the target size (bin-packing); the rows are
+    /// unchanged, readers see the same table with fewer files.
+    Optimize {
+        /// Manifest file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Target file size in bytes (default: `maintenance.optimize.targetFileSize`, else
+        /// 100 MiB).
+        #[arg(long)]
+        target_file_size: Option<u64>,
+    },
+    /// Delete data files no longer referenced by the table and older than the retention.
+    Vacuum {
+        /// Manifest file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Retention (Go duration; default: `maintenance.vacuum.retention`, else 168h).
+        #[arg(long, value_parser = parse_duration)]
+        retention: Option<std::time::Duration>,
+        /// Allow a retention below 7 days (readers of older table versions may fail).
+        #[arg(long)]
+        allow_short_retention: bool,
+        /// List what would be deleted without deleting it.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `spillway produce` arguments.
@@ -234,6 +270,45 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `spillway maintain …`.
+pub async fn maintain(cmd: MaintainCommand) -> anyhow::Result<ExitCode> {
+    let file = match &cmd {
+        MaintainCommand::Optimize { file, .. } | MaintainCommand::Vacuum { file, .. } => file,
+    };
+    let loaded = match crate::manifest::load(file) {
+        Ok(l) => l,
+        Err(e) => {
+            print_problems(file, &e);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let secrets = crate::secrets::EnvSecrets;
+    let outcome = match cmd {
+        MaintainCommand::Optimize {
+            target_file_size, ..
+        } => crate::maintain::optimize(&loaded, &secrets, target_file_size).await,
+        MaintainCommand::Vacuum {
+            retention,
+            allow_short_retention,
+            dry_run,
+            ..
+        } => {
+            crate::maintain::vacuum(&loaded, &secrets, retention, allow_short_retention, dry_run)
+                .await
+        }
+    };
+    match outcome {
+        Ok(o) => {
+            println!("{o}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("spillway maintain: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// `spillway bench …`.

@@ -32,6 +32,7 @@ pub mod engine;
 pub mod format;
 pub mod generate;
 pub mod http;
+pub mod maintain;
 pub mod manifest;
 pub mod metrics;
 pub mod produce;

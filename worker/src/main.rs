@@ -19,6 +19,7 @@ fn main() -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Validate { files } => Ok(cli::validate(&files)),
         Command::Bench(cmd) => cli::bench(cmd),
+        Command::Maintain(cmd) => tokio::runtime::Runtime::new()?.block_on(cli::maintain(cmd)),
         Command::Produce(a) => tokio::runtime::Runtime::new()?.block_on(cli::produce(a)),
         Command::Run { file, http } => {
             tokio::runtime::Runtime::new()?.block_on(cli::run(file, http))
