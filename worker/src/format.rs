@@ -161,6 +161,13 @@ pub struct ValueDecoder<M> {
     plans: HashMap<u32, Result<Arc<DecodePlan>, String>>,
     raw_plan: Option<Arc<DecodePlan>>,
     groups: HashMap<Option<u32>, Group<M>>,
+    /// `schemaEvolution: addColumns`: a writer that adds top-level fields extends the reader.
+    evolve: bool,
+    /// The reader is the first writer seen (no `readerSchema` in the spec): it is the
+    /// table's schema, so a writer with more fields needs evolution.
+    implicit_reader: bool,
+    /// Rows decoded under an earlier reader schema in this batch (before an evolution).
+    done: Vec<(RecordBatch, Vec<M>)>,
 }
 
 impl<M> std::fmt::Debug for ValueDecoder<M> {
@@ -225,7 +232,29 @@ impl<M> ValueDecoder<M> {
             plans: HashMap::new(),
             raw_plan,
             groups: HashMap::new(),
+            evolve: false,
+            implicit_reader: false,
+            done: Vec::new(),
         })
+    }
+
+    /// Lets a writer schema that adds top-level fields extend the reader schema (the new
+    /// fields become nullable columns at the end) instead of being refused.
+    pub fn with_schema_evolution(mut self, on: bool) -> Self {
+        self.evolve = on;
+        self
+    }
+
+    /// Finishes the rows decoded so far under the current reader, before it changes.
+    fn flush_groups(&mut self) -> Result<(), FormatError> {
+        for (_, mut g) in self.groups.drain() {
+            if g.meta.is_empty() {
+                continue;
+            }
+            let b = g.decoder.finish().map_err(FormatError::Finish)?;
+            self.done.push((b, std::mem::take(&mut g.meta)));
+        }
+        Ok(())
     }
 
     /// The reader schema in force (None until a Confluent decoder has seen its first writer).
@@ -252,9 +281,37 @@ impl<M> ValueDecoder<M> {
             }
             Err(e) => return Err(e.into()),
         };
-        if self.reader.is_none() {
-            // No reader schema given: the first writer schema seen becomes the table's.
-            self.reader = Some(writer.to_string());
+        match self.reader.as_deref() {
+            None => {
+                // No reader schema given: the first writer schema seen becomes the table's.
+                self.reader = Some(writer.to_string());
+                self.implicit_reader = true;
+            }
+            Some(reader) => {
+                let added = added_fields(&writer, reader);
+                if !added.is_empty() {
+                    if self.evolve {
+                        match extend_reader(reader, &writer, &added) {
+                            Ok(extended) => {
+                                self.flush_groups()?;
+                                self.plans.clear();
+                                self.reader = Some(extended);
+                                tracing::info!(schema_id = id, columns = ?added, "schema evolution: new columns");
+                            }
+                            Err(message) => {
+                                self.plans.insert(id, Err(message.clone()));
+                                return Ok(Err(BadRecord::SchemaIncompatible { id, message }));
+                            }
+                        }
+                    } else if self.implicit_reader {
+                        let message = format!(
+                            "writer schema {id} adds fields {added:?} the table does not have; set sink.delta.schemaEvolution: addColumns to add them"
+                        );
+                        self.plans.insert(id, Err(message.clone()));
+                        return Ok(Err(BadRecord::SchemaIncompatible { id, message }));
+                    }
+                }
+            }
         }
         let plan = DecodePlan::from_json(&writer, self.reader.as_deref())
             .map(Arc::new)
@@ -318,6 +375,7 @@ impl<M> ValueDecoder<M> {
         let mut batches = Vec::new();
         let mut meta = Vec::new();
         let mut schema: Option<SchemaRef> = None;
+        let earlier = std::mem::take(&mut self.done);
         let mut keys: Vec<Option<u32>> = self.groups.keys().copied().collect();
         keys.sort();
         for k in keys {
@@ -331,9 +389,17 @@ impl<M> ValueDecoder<M> {
                 meta.append(&mut g.meta);
             }
         }
+        // Rows decoded before a schema evolution get the new columns as nulls.
+        let schema = schema.or_else(|| earlier.last().map(|(b, _)| b.schema()));
         let Some(schema) = schema else {
             return Ok(None);
         };
+        for (b, mut m) in earlier.into_iter().rev() {
+            batches.insert(0, widen(&b, &schema)?);
+            let mut rest = std::mem::take(&mut meta);
+            m.append(&mut rest);
+            meta = m;
+        }
         let batch = if batches.len() == 1 {
             batches.remove(0)
         } else {
@@ -341,4 +407,81 @@ impl<M> ValueDecoder<M> {
         };
         Ok(Some((batch, meta)))
     }
+}
+
+/// Top-level field names of `writer` that `reader` lacks (empty when either does not parse
+/// as a record schema).
+fn added_fields(writer: &str, reader: &str) -> Vec<String> {
+    let names = |s: &str| -> Option<Vec<String>> {
+        let v: serde_json::Value = serde_json::from_str(s).ok()?;
+        Some(
+            v.get("fields")?
+                .as_array()?
+                .iter()
+                .filter_map(|f| Some(f.get("name")?.as_str()?.to_string()))
+                .collect(),
+        )
+    };
+    match (names(writer), names(reader)) {
+        (Some(w), Some(r)) => w.into_iter().filter(|n| !r.contains(n)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `reader` with the `added` fields of `writer` appended as nullable fields (default null).
+fn extend_reader(reader: &str, writer: &str, added: &[String]) -> Result<String, String> {
+    let mut r: serde_json::Value = serde_json::from_str(reader).map_err(|e| e.to_string())?;
+    let w: serde_json::Value = serde_json::from_str(writer).map_err(|e| e.to_string())?;
+    let wfields = w
+        .get("fields")
+        .and_then(|f| f.as_array())
+        .ok_or("the writer schema is not a record")?;
+    let rfields = r
+        .get_mut("fields")
+        .and_then(|f| f.as_array_mut())
+        .ok_or("the reader schema is not a record")?;
+    for name in added {
+        let Some(field) = wfields
+            .iter()
+            .find(|f| f.get("name").and_then(|n| n.as_str()) == Some(name))
+        else {
+            continue;
+        };
+        let mut field = field.clone();
+        let ty = field
+            .get("type")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        let nullable = match ty {
+            serde_json::Value::Array(branches) => {
+                let mut b: Vec<serde_json::Value> =
+                    branches.into_iter().filter(|x| x != "null").collect();
+                b.insert(0, "null".into());
+                serde_json::Value::Array(b)
+            }
+            t => serde_json::json!(["null", t]),
+        };
+        if let Some(obj) = field.as_object_mut() {
+            obj.insert("type".into(), nullable);
+            obj.insert("default".into(), serde_json::Value::Null);
+        }
+        rfields.push(field);
+    }
+    let text = r.to_string();
+    // The extended reader must still resolve the writer (e.g. no dangling named types).
+    DecodePlan::from_json(writer, Some(&text)).map_err(|e| e.to_string())?;
+    Ok(text)
+}
+
+/// `batch` with `schema`'s columns: its own by name, nulls for the ones it lacks.
+fn widen(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, FormatError> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => arrow_array::new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }

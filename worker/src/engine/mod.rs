@@ -226,7 +226,8 @@ pub async fn run(
                 &group,
                 d.partition_by.clone(),
             )
-            .await?;
+            .await?
+            .with_add_columns(d.schema_evolution == spillway_api::SchemaEvolution::AddColumns);
             match (d.mode, &d.merge) {
                 (spillway_api::DeltaMode::Merge, Some(m)) => {
                     sink.with_merge(crate::sink::delta::MergeSettings {
@@ -290,8 +291,15 @@ pub async fn run(
     let mut batch_id = checkpoint.next_batch_id().await?;
 
     let registry = crate::format::registry_client(&spec.format.avro, opts.secrets.as_ref())?;
+    let add_columns = spec
+        .sink
+        .delta
+        .as_ref()
+        .is_some_and(|d| d.schema_evolution == spillway_api::SchemaEvolution::AddColumns);
     let mut decoder: ValueDecoder<RowMeta> =
-        ValueDecoder::new(&spec.format.avro, &loaded.base_dir, registry).await?;
+        ValueDecoder::new(&spec.format.avro, &loaded.base_dir, registry)
+            .await?
+            .with_schema_evolution(add_columns);
     let mut cfg = config::consumer_config(
         kafka,
         &group,

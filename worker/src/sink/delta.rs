@@ -53,6 +53,7 @@ pub struct DeltaSink {
     app_prefix: String,
     partition_by: Vec<String>,
     merge: Option<MergeSettings>,
+    add_columns: bool,
 }
 
 impl std::fmt::Debug for DeltaSink {
@@ -83,6 +84,7 @@ impl DeltaSink {
             app_prefix: app_prefix.to_string(),
             partition_by,
             merge: None,
+            add_columns: false,
         })
     }
 
@@ -90,6 +92,13 @@ impl DeltaSink {
     /// before [`DeltaSink::commit`]).
     pub fn merge_settings(&self) -> Option<&MergeSettings> {
         self.merge.as_ref()
+    }
+
+    /// Lets a batch with new (nullable) columns add them to the table in its commit
+    /// (`schemaEvolution: addColumns`).
+    pub fn with_add_columns(mut self, on: bool) -> Self {
+        self.add_columns = on;
+        self
     }
 
     /// Upserts by key instead of appending (`mode: merge`).
@@ -197,6 +206,9 @@ impl DeltaSink {
             if !self.partition_by.is_empty() {
                 write = write.with_partition_columns(self.partition_by.clone());
             }
+            if self.add_columns {
+                write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
+            }
             match write.await {
                 Ok(table) => {
                     self.table = table;
@@ -247,6 +259,7 @@ impl DeltaSink {
             .merge(source, predicate)
             .with_source_alias("source")
             .with_target_alias("target")
+            .with_merge_schema(self.add_columns)
             .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
             .when_matched_update(|mut u| {
                 if let Some(o) = &m.order_by {

@@ -1,0 +1,194 @@
+//! Schema evolution against tansu and the registry fixture, read back with Python
+//! `deltalake`: with `schemaEvolution: addColumns` a v2 writer that adds a field adds a
+//! nullable column to the table in one commit, v1 rows carry null and v2 rows their
+//! values, even within one batch; without it the v2 records are bad records
+//! (`SchemaIncompatible`) and follow the policy.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use apache_avro::types::Value;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use spillway_e2e as support;
+use spillway_e2e::registry::RegistryFixture;
+
+const V1: &str = r#"{"type":"record","name":"Reading","fields":[{"name":"sensor","type":"string"},{"name":"value","type":"double"}]}"#;
+const V2: &str = r#"{"type":"record","name":"Reading","fields":[{"name":"sensor","type":"string"},{"name":"value","type":"double"},{"name":"unit","type":"string"}]}"#;
+
+fn confluent(id: u32, schema: &str, i: i64, unit: Option<&str>) -> Vec<u8> {
+    let schema = apache_avro::Schema::parse_str(schema).unwrap();
+    let mut fields = vec![
+        ("sensor".to_string(), Value::String(format!("s{i}"))),
+        ("value".to_string(), Value::Double(i as f64)),
+    ];
+    if let Some(u) = unit {
+        fields.push(("unit".to_string(), Value::String(u.to_string())));
+    }
+    let mut out = vec![0];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend(apache_avro::to_avro_datum(&schema, Value::Record(fields)).unwrap());
+    out
+}
+
+async fn send(topic: &str, payloads: &[Vec<u8>]) {
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", support::kafka_bootstrap())
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for p in payloads {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(topic).payload(p).partition(0),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+}
+
+fn manifest(topic: &str, registry: &str, dir: &std::path::Path, evolution: &str) -> String {
+    format!(
+        r#"apiVersion: spillway.dev/v1alpha1
+kind: StreamingPipeline
+metadata: {{name: {topic}}}
+spec:
+  source:
+    kafka:
+      bootstrapServers: "{bootstrap}"
+      topics: [{topic}]
+  format:
+    avro:
+      encoding: confluent
+      schemaRegistry: {{url: "{registry}"}}
+  transform:
+    metadataColumns: [offset]
+  sink:
+    delta:
+      uri: "{table}"
+      schemaEvolution: {evolution}
+  checkpoint: {{uri: "{checkpoint}"}}
+  trigger: {{availableNow: true}}
+  errors: {{onBadRecord: skip}}
+"#,
+        bootstrap = support::kafka_bootstrap(),
+        table = dir.join("t").display(),
+        checkpoint = dir.join("c").display(),
+    )
+}
+
+/// Columns at version 0, columns now, and the rows (offset, unit) now.
+type TableView = (Vec<String>, Vec<String>, Vec<(i64, Option<String>)>);
+
+fn table(dir: &std::path::Path) -> TableView {
+    let script = r#"
+import json, os, sys, deltalake
+uri = sys.argv[1]
+first = [f.name for f in deltalake.DeltaTable(uri, version=0).schema().fields]
+dt = deltalake.DeltaTable(uri)
+now = [f.name for f in dt.schema().fields]
+t = dt.to_pyarrow_table()
+units = t.column("unit").to_pylist() if "unit" in now else [None] * t.num_rows
+rows = sorted(zip(t.column("_offset").to_pylist(), units))
+print(json.dumps([first, now, rows]), flush=True)
+os._exit(0)
+"#;
+    common::python_json(script, &[&dir.join("t").display().to_string()])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_columns_adds_the_new_field_as_a_nullable_column() {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let registry = RegistryFixture::start().await.unwrap();
+    let topic = support::unique("evolve");
+    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+        .await
+        .unwrap();
+    let (id1, id2) = (
+        registry.register(&format!("{topic}-value"), V1),
+        registry.register(&format!("{topic}-value"), V2),
+    );
+    let dir = std::env::temp_dir().join(support::unique("evolve"));
+    let text = manifest(&topic, &registry.url, &dir, "addColumns");
+
+    // Offsets 0-2: v1 only; the table is created without `unit`.
+    send(
+        &topic,
+        &(0..3)
+            .map(|i| confluent(id1, V1, i, None))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(common::run_available_now(&text).await.unwrap().rows, 3);
+
+    // Offsets 3-6 in one batch: v1, v2, v1, v2 — the column arrives mid-batch.
+    send(
+        &topic,
+        &[
+            confluent(id1, V1, 3, None),
+            confluent(id2, V2, 4, Some("kPa")),
+            confluent(id1, V1, 5, None),
+            confluent(id2, V2, 6, Some("bar")),
+        ],
+    )
+    .await;
+    let second = common::run_available_now(&text).await.unwrap();
+    assert_eq!((second.rows, second.batches, second.skipped), (4, 1, 0));
+
+    let (first, now, rows) = table(&dir);
+    assert_eq!(first, ["sensor", "value", "_offset"]);
+    // Delta appends a new column after the existing ones.
+    assert_eq!(now, ["sensor", "value", "_offset", "unit"]);
+    let unit = |s: &str| Some(s.to_string());
+    assert_eq!(
+        rows,
+        [
+            (0, None),
+            (1, None),
+            (2, None),
+            (3, None),
+            (4, unit("kPa")),
+            (5, None),
+            (6, unit("bar")),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_evolution_a_writer_with_new_fields_is_a_bad_record() {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let registry = RegistryFixture::start().await.unwrap();
+    let topic = support::unique("no-evolve");
+    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+        .await
+        .unwrap();
+    let (id1, id2) = (
+        registry.register(&format!("{topic}-value"), V1),
+        registry.register(&format!("{topic}-value"), V2),
+    );
+    let dir = std::env::temp_dir().join(support::unique("no-evolve"));
+    send(
+        &topic,
+        &[
+            confluent(id1, V1, 0, None),
+            confluent(id2, V2, 1, Some("kPa")),
+            confluent(id1, V1, 2, None),
+        ],
+    )
+    .await;
+    let run = common::run_available_now(&manifest(&topic, &registry.url, &dir, "none"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (run.rows, run.skipped),
+        (2, 1),
+        "the v2 record is SchemaIncompatible"
+    );
+    let (_, now, rows) = table(&dir);
+    assert_eq!(now, ["sensor", "value", "_offset"]);
+    assert_eq!(rows, [(0, None), (2, None)]);
+}
