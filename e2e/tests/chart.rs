@@ -445,6 +445,10 @@ fn rbac_is_least_privilege_and_scoped_to_the_watched_namespaces() {
             ("policy", "poddisruptionbudgets"),
             &["get", "list", "watch", "create", "patch", "delete"],
         ),
+        (
+            ("batch", "cronjobs"),
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
         (("", "pods"), &["get", "list"]),
         (("events.k8s.io", "events"), &["create", "patch"]),
         (

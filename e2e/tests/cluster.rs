@@ -385,7 +385,7 @@ fn chart_and_pipeline_lifecycle_on_a_real_cluster() {
     }
     let children = cluster.kubectl(&[
         "get",
-        "deployments,services,configmaps,poddisruptionbudgets",
+        "deployments,services,configmaps,poddisruptionbudgets,cronjobs",
         "-l",
         &format!("app.kubernetes.io/instance={PIPELINE}"),
         "-o",

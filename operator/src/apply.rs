@@ -5,6 +5,7 @@ use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -87,6 +88,16 @@ pub async fn apply_children(client: &Client, c: &Children) -> Result<Deployment,
     Ok(deployment)
 }
 
+/// Applies the maintenance CronJobs and returns them as the API server stored them (their
+/// `status` says when each last ran).
+pub async fn apply_cronjobs(client: &Client, c: &Children) -> Result<Vec<CronJob>, Error> {
+    let mut out = Vec::with_capacity(c.cronjobs.len());
+    for job in &c.cronjobs {
+        out.push(ssa(client, job).await?);
+    }
+    Ok(out)
+}
+
 /// Deletes the children of pipeline `name` (labelled as such and owned by `owner_uid`) that
 /// `c` no longer contains, e.g. the PodDisruptionBudget after a suspend. Returns
 /// `Kind/name` of each deleted child.
@@ -109,6 +120,8 @@ pub async fn delete_orphans(
     deleted.extend(sweep.run::<Service>(&[&c.service]).await?);
     let pdbs: Vec<&PodDisruptionBudget> = c.pdb.iter().collect();
     deleted.extend(sweep.run::<PodDisruptionBudget>(&pdbs).await?);
+    let jobs: Vec<&CronJob> = c.cronjobs.iter().collect();
+    deleted.extend(sweep.run::<CronJob>(&jobs).await?);
     Ok(deleted)
 }
 

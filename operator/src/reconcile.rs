@@ -195,6 +195,7 @@ async fn run(p: &StreamingPipeline, ctx: &Context) -> Result<(Action, &'static s
 
     // apply
     let deployment = apply::apply_children(&ctx.client, &children).await?;
+    let cronjobs = apply::apply_cronjobs(&ctx.client, &children).await?;
     let mut notices = events::lifecycle(observed.deployment.as_ref(), &valid.spec, &name);
     let spec_changed = previous.and_then(|s| s.observed_generation) != valid.generation;
     if spec_changed || observed.deployment.is_none() {
@@ -211,7 +212,8 @@ async fn run(p: &StreamingPipeline, ctx: &Context) -> Result<(Action, &'static s
     }
 
     // status
-    let status = status::compute(&observation(None, Some(&deployment)), previous);
+    let mut status = status::compute(&observation(None, Some(&deployment)), previous);
+    status.maintenance = status::maintenance(&cronjobs);
     notices.extend(events::problems(previous, &status));
     for n in &notices {
         events::publish(&ctx.recorder, &regarding, n).await;

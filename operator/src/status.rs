@@ -3,10 +3,14 @@
 //! an unchanged world yields an equal status and no write.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use spillway_api::validate::Problems;
-use spillway_api::{LastError, Phase, StreamingPipelineSpec, StreamingPipelineStatus};
+use spillway_api::{
+    LastError, MaintenanceRun, MaintenanceStatus, Phase, StreamingPipelineSpec,
+    StreamingPipelineStatus,
+};
 
 use crate::dereference::Worker;
 use crate::merge::{Merged, PodCondition};
@@ -308,3 +312,45 @@ pub fn find<'a>(s: Option<&'a StreamingPipelineStatus>, type_: &str) -> Option<&
 #[cfg(test)]
 #[path = "status_tests.rs"]
 mod tests;
+
+/// The last maintenance runs, from the CronJobs' status: the last successful run, or a
+/// failed one when a later scheduled run has finished without success.
+pub fn maintenance(cronjobs: &[CronJob]) -> Option<MaintenanceStatus> {
+    if cronjobs.is_empty() {
+        return None;
+    }
+    let run = |action: &str| -> Option<MaintenanceRun> {
+        let job = cronjobs.iter().find(|j| {
+            j.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.ends_with(&format!("-{action}")))
+        })?;
+        let st = job.status.as_ref()?;
+        let success = st.last_successful_time.as_ref().map(|t| t.0);
+        let scheduled = st.last_schedule_time.as_ref().map(|t| t.0);
+        let running = st.active.as_ref().is_some_and(|a| !a.is_empty());
+        match (scheduled, success) {
+            (Some(s), Some(ok)) if s > ok && !running => Some(MaintenanceRun {
+                time: s.to_string(),
+                result: "Failed".into(),
+                table_version: None,
+            }),
+            (Some(s), None) if !running => Some(MaintenanceRun {
+                time: s.to_string(),
+                result: "Failed".into(),
+                table_version: None,
+            }),
+            (_, Some(ok)) => Some(MaintenanceRun {
+                time: ok.to_string(),
+                result: "Succeeded".into(),
+                table_version: None,
+            }),
+            _ => None,
+        }
+    };
+    Some(MaintenanceStatus {
+        last_optimize: run(crate::build::OPTIMIZE),
+        last_vacuum: run(crate::build::VACUUM),
+    })
+}

@@ -378,3 +378,44 @@ fn worker_conditions_appear_and_then_turn_false() {
     let fresh = run(&spec, None, Some(&d), &[ok("a", &[])], None, t);
     assert!(fresh.conditions.iter().all(|c| c.type_ != DATA_LOSS));
 }
+
+#[test]
+fn maintenance_runs_come_from_the_cronjobs_status() {
+    use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus};
+    let job = |name: &str, scheduled: Option<&str>, ok: Option<&str>| CronJob {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        status: Some(CronJobStatus {
+            last_schedule_time: scheduled.map(|t| Time(t.parse().unwrap())),
+            last_successful_time: ok.map(|t| Time(t.parse().unwrap())),
+            active: None,
+        }),
+        ..Default::default()
+    };
+    assert_eq!(super::maintenance(&[]), None);
+    let m = super::maintenance(&[
+        job(
+            "p-optimize",
+            Some("2026-11-22T01:15:00Z"),
+            Some("2026-11-22T01:16:30Z"),
+        ),
+        job(
+            "p-vacuum",
+            Some("2026-11-22T03:30:00Z"),
+            Some("2026-11-21T03:31:00Z"),
+        ),
+    ])
+    .unwrap();
+    let o = m.last_optimize.unwrap();
+    assert_eq!(
+        (o.time.as_str(), o.result.as_str()),
+        ("2026-11-22T01:16:30Z", "Succeeded")
+    );
+    let v = m.last_vacuum.unwrap();
+    assert_eq!(
+        (v.time.as_str(), v.result.as_str()),
+        ("2026-11-22T03:30:00Z", "Failed")
+    );
+}

@@ -188,6 +188,7 @@ async fn suspend_scales_to_zero_and_removes_the_budget() {
         )
         .await;
         api.delete(&format!("{}/{NAME}", pdbs())).await;
+        api.list(&cronjobs(), vec![]).await;
         api.event_with("Normal", "Suspended").await;
         let orphans = api.event_with("Normal", "OrphansDeleted").await;
         let status = api.status(&pp).await;
@@ -476,4 +477,60 @@ async fn an_object_the_api_server_rejects_waits_for_a_change() {
     assert_eq!(status.last_error.unwrap().reason, "ApplyFailed");
     assert!(err.is_permanent());
     assert_eq!(error_policy(p, &err, ctx), Action::await_change());
+}
+
+#[tokio::test]
+async fn maintenance_schedules_become_cronjobs_and_their_last_runs_show_in_status() {
+    let (ctx, mut api) = context();
+    let mut p = pipeline(1);
+    p.spec.maintenance = Some(
+        serde_yaml::from_str(
+            "{optimize: {schedule: '15 * * * *'}, vacuum: {schedule: '30 3 * * *'}}",
+        )
+        .unwrap(),
+    );
+    let pp = p.clone();
+    let script = tokio::spawn(async move {
+        api.get_deployment(None).await;
+        api.apply_children(Some(deployment_status(0, 0)), true)
+            .await;
+        let optimize = api
+            .apply(
+                &format!("{}/{NAME}-optimize", cronjobs()),
+                Some(json!({
+                    "lastScheduleTime": "2026-11-22T01:15:00Z",
+                    "lastSuccessfulTime": "2026-11-22T01:16:30Z"
+                })),
+            )
+            .await;
+        let vacuum = api
+            .apply(&format!("{}/{NAME}-vacuum", cronjobs()), None)
+            .await;
+        api.no_orphans().await;
+        api.event_with("Normal", "Created").await;
+        let status = api.status(&pp).await;
+        (optimize, vacuum, status)
+    });
+    reconcile(Arc::new(p), ctx.clone()).await.unwrap();
+    let (optimize, vacuum, status) = finish(script).await;
+
+    assert_eq!(optimize["spec"]["schedule"], "15 * * * *");
+    assert_eq!(vacuum["spec"]["schedule"], "30 3 * * *");
+    let pod = &optimize["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["args"],
+        json!(["maintain", "optimize", "-f", "/etc/spillway/pipeline.yaml"])
+    );
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(
+        optimize["metadata"]["ownerReferences"][0]["kind"],
+        "StreamingPipeline"
+    );
+    let m = status.maintenance.unwrap();
+    let o = m.last_optimize.unwrap();
+    assert_eq!(
+        (o.time.as_str(), o.result.as_str()),
+        ("2026-11-22T01:16:30Z", "Succeeded")
+    );
+    assert!(m.last_vacuum.is_none(), "never ran");
 }

@@ -1,11 +1,12 @@
 //! Pure: builds a valid pipeline's child objects (ConfigMap, Deployment, Service,
-//! PodDisruptionBudget) as k8s-openapi values — no I/O.
+//! PodDisruptionBudget, maintenance CronJobs) as k8s-openapi values — no I/O.
 //!
 //! Every child is named after the pipeline (the ConfigMap `<name>-pipeline`), carries the
 //! worker labels and a controller owner reference to the pipeline, and is applied with one
 //! field manager, [`FIELD_MANAGER`].
 
 mod configmap;
+mod cronjob;
 mod deployment;
 mod pdb;
 mod service;
@@ -13,6 +14,7 @@ mod service;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -21,6 +23,7 @@ pub use configmap::{
     PIPELINE_FILE, READER_SCHEMA_FILE, WRITER_SCHEMA_FILE, build_configmap, config_hash,
     render_config,
 };
+pub use cronjob::{MAINTENANCE_APP, OPTIMIZE, VACUUM, build_cronjobs, cronjob_name};
 pub use deployment::{
     CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONTAINER_NAME, HTTP_PORT_NAME, TMP_DIR, build_deployment,
     secret_env,
@@ -77,6 +80,8 @@ pub struct Children {
     pub service: Service,
     /// Voluntary-disruption budget; `None` when suspended (removed as an orphan).
     pub pdb: Option<PodDisruptionBudget>,
+    /// `spillway maintain` CronJobs of `spec.maintenance` (Delta only).
+    pub cronjobs: Vec<CronJob>,
     /// Hash of the pipeline file, also on the pod template.
     pub config_hash: String,
 }
@@ -94,6 +99,7 @@ pub fn build_children(v: &ValidPipeline) -> Result<Children, Error> {
         deployment: build_deployment(v, &hash),
         service: build_service(v),
         pdb: build_pdb(v),
+        cronjobs: build_cronjobs(v, &hash),
         config_hash: hash,
     })
 }
