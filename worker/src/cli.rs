@@ -28,6 +28,12 @@ pub enum Command {
         /// Manifest file (YAML or JSON); repeat for several.
         #[arg(short = 'f', long = "file", required = true)]
         files: Vec<PathBuf>,
+        /// Also ask the schema registry for the subject's latest schema and report whether
+        /// the pipeline's Delta table can take it (new columns need `schemaEvolution:
+        /// addColumns`; changed types never fit). Credentials come from
+        /// `SPILLWAY_SECRET_<NAME>_<KEY>` environment variables.
+        #[arg(long)]
+        check_registry: bool,
     },
     /// Produce Avro records to Kafka: deterministic HsuTestEvents (users, events, amounts,
     /// millisecond timestamps) or random values of any schema, raw or Confluent-encoded,
@@ -204,7 +210,7 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 }
 
 /// `spillway validate`.
-pub fn validate(files: &[PathBuf]) -> ExitCode {
+pub async fn validate(files: &[PathBuf], check_registry: bool) -> ExitCode {
     let mut ok = true;
     for file in files {
         match crate::manifest::load(file) {
@@ -216,6 +222,19 @@ pub fn validate(files: &[PathBuf]) -> ExitCode {
                     meta.namespace.as_deref().unwrap_or("default"),
                     meta.name.as_deref().unwrap_or_default()
                 );
+                if check_registry {
+                    match crate::compat::check_registry(&loaded, &crate::secrets::EnvSecrets).await
+                    {
+                        Ok(v) => {
+                            println!("{}: {}", file.display(), v.message);
+                            ok &= v.compatible;
+                        }
+                        Err(e) => {
+                            eprintln!("{}: registry check failed: {e}", file.display());
+                            ok = false;
+                        }
+                    }
+                }
             }
             Err(e) => {
                 ok = false;

@@ -27,6 +27,7 @@
 pub mod bench_pipeline;
 pub mod checkpoint;
 pub mod cli;
+pub mod compat;
 pub mod decode;
 pub mod engine;
 pub mod format;

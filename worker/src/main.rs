@@ -17,7 +17,11 @@ fn main() -> anyhow::Result<ExitCode> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match args.command {
-        Command::Validate { files } => Ok(cli::validate(&files)),
+        Command::Validate {
+            files,
+            check_registry,
+        } => tokio::runtime::Runtime::new()?
+            .block_on(async { Ok(cli::validate(&files, check_registry).await) }),
         Command::Bench(cmd) => cli::bench(cmd),
         Command::Maintain(cmd) => tokio::runtime::Runtime::new()?.block_on(cli::maintain(cmd)),
         Command::Produce(a) => tokio::runtime::Runtime::new()?.block_on(cli::produce(a)),

@@ -191,4 +191,41 @@ async fn without_evolution_a_writer_with_new_fields_is_a_bad_record() {
     let (_, now, rows) = table(&dir);
     assert_eq!(now, ["sensor", "value", "_offset"]);
     assert_eq!(rows, [(0, None), (2, None)]);
+
+    // `spillway validate --check-registry`: the subject's latest schema (v2) adds `unit`.
+    let check = |evolution: &'static str| {
+        let file = dir.join(format!("{evolution}.yaml"));
+        std::fs::write(&file, manifest(&topic, &registry.url, &dir, evolution)).unwrap();
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_spillway"))
+                .args(["validate", "--check-registry", "-f"])
+                .arg(&file)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+            )
+        })
+    };
+    let (ok, text) = check("none").await.unwrap();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("adds columns [\"unit\"]") && text.contains("addColumns"),
+        "{text}"
+    );
+    let (ok, text) = check("addColumns").await.unwrap();
+    assert!(ok, "{text}");
+    assert!(text.contains("is compatible: it adds columns"), "{text}");
+    // A v3 that narrows `value` to an int fits in no mode.
+    registry.register(
+        &format!("{topic}-value"),
+        r#"{"type":"record","name":"Reading","fields":[{"name":"sensor","type":"string"},{"name":"value","type":"int"}]}"#,
+    );
+    let (ok, text) = check("addColumns").await.unwrap();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("incompatible") && text.contains("value: table Float64 vs schema Int32"),
+        "{text}"
+    );
 }
