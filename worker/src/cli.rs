@@ -167,6 +167,38 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Delta MERGE against append on one table in one run: builds a table of `--rows` rows
+    /// by appends, then merges `--merge-batches` batches of `--merge-batch` rows (half
+    /// updates of existing keys, half new keys) as `mode: merge` does; prints both rates
+    /// and the ratio.
+    Merge {
+        /// Rows of the table before the merges.
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        /// Rows per append while building the table.
+        #[arg(long, default_value_t = 1_000_000)]
+        append_batch: u64,
+        /// Rows per merge batch.
+        #[arg(long, default_value_t = 100_000)]
+        merge_batch: u64,
+        /// Merge batches.
+        #[arg(long, default_value_t = 3)]
+        merge_batches: u64,
+        /// Directory of the table (default: a new temporary directory, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// How long a table with many streaming commits takes to open: makes `--commits`
+    /// commits (one `txn` action each, like a pipeline's batches) with the checkpoints
+    /// delta-rs writes as it goes, then opens the table.
+    Log {
+        /// Commits to make.
+        #[arg(long, default_value_t = 100_000)]
+        commits: u64,
+        /// Directory of the table (default: a new temporary directory, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Kafka → Delta end to end against the raw consume ceiling, on one topic in one run:
     /// preloads HsuTestEvents (reusing the topic when it already holds them), then (a)
     /// reads every payload with rdkafka, no processing, and (b) runs the pipeline with
@@ -336,6 +368,27 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Decode { records, seed } => {
             let rows = crate::decode::bench::run_decode_bench(records, seed)?;
             print!("{}", crate::decode::bench::format_report(&rows));
+        }
+        BenchCommand::Merge {
+            rows,
+            append_batch,
+            merge_batch,
+            merge_batches,
+            dir,
+        } => {
+            let r = tokio::runtime::Runtime::new()?.block_on(crate::bench_table::merge(
+                dir,
+                rows,
+                append_batch,
+                merge_batch,
+                merge_batches,
+            ))?;
+            print!("{}", crate::bench_table::format_merge(&r));
+        }
+        BenchCommand::Log { commits, dir } => {
+            let r =
+                tokio::runtime::Runtime::new()?.block_on(crate::bench_table::log(dir, commits))?;
+            print!("{}", crate::bench_table::format_log(&r));
         }
         BenchCommand::Pipeline {
             bootstrap,

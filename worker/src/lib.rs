@@ -25,6 +25,7 @@
 //! The data path (source → decode → transform → sink → commit) lands module by module.
 
 pub mod bench_pipeline;
+pub mod bench_table;
 pub mod checkpoint;
 pub mod cli;
 pub mod compat;

@@ -64,3 +64,29 @@ fn bench_pipeline_measures_raw_consume_and_the_pipeline_on_one_topic() {
     assert!(text.contains("ratio b/a: "), "{text}");
     assert!(text.contains("peak RSS"), "{text}");
 }
+
+#[test]
+fn bench_merge_prints_append_and_merge_rates_and_the_ratio() {
+    let text = bench(&[
+        "merge",
+        "--rows",
+        "20000",
+        "--append-batch",
+        "5000",
+        "--merge-batch",
+        "2000",
+        "--merge-batches",
+        "2",
+    ]);
+    assert!(text.contains("ratio merge/append: "), "{text}");
+    // 20,000 rows, then 2 × (1,000 updates + 1,000 inserts): 22,000 rows, no duplicate key.
+    assert!(text.contains("table rows at the end: 22000"), "{text}");
+}
+
+#[test]
+fn bench_log_makes_commits_with_checkpoints_and_opens_the_table() {
+    let text = bench(&["log", "--commits", "230"]);
+    assert!(text.contains("230 streaming commits"), "{text}");
+    assert!(text.contains("2 checkpoints written"), "{text}");
+    assert!(text.contains("opening the table at version 229"), "{text}");
+}

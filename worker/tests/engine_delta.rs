@@ -463,3 +463,43 @@ async fn rows_behind_the_watermark_are_dropped_and_the_watermark_survives_a_rest
     assert_eq!((second.rows, second.dropped_by_watermark), (4, 3));
     assert_eq!(python_counts(&table, &[]).0, 24);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_only_bad_records_still_moves_the_positions() {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let topic = support::unique("all-bad");
+    let dir = std::env::temp_dir().join(support::unique("all-bad"));
+    let table = dir.join("t").display().to_string();
+    produce(&topic, 100, 61, Some(1));
+    tails(&topic, 1).await;
+    let text = manifest_text(&topic, &table, &dir.join("c").display().to_string(), "").replace(
+        "  trigger:\n",
+        "  errors: {onBadRecord: skip}\n  trigger:\n",
+    );
+    assert_eq!(run_available_now(&text).await.rows, 101);
+
+    // Only malformed records: nothing to write, but the table's txn versions move.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", support::kafka_bootstrap())
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for _ in 0..5 {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic)
+                    .payload(&[0xff_u8, 0x01][..])
+                    .partition(0),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    let bad = run_available_now(&text).await;
+    assert_eq!((bad.rows, bad.skipped, bad.batches), (0, 5, 1));
+    assert_eq!(bad.table_version, Some(1), "a commit of txn actions only");
+    let again = run_available_now(&text).await;
+    assert_eq!((again.batches, again.skipped), (0, 0), "nothing read twice");
+    assert_eq!(python_counts(&table, &[]), (101, 101));
+}

@@ -479,8 +479,11 @@ pub async fn run(
             .await;
             match report {
                 Ok(r) => {
-                    for (tp, o) in &r.1 {
-                        committed.insert(tp.clone(), Some(*o));
+                    // Version -1: no rows and no table yet, so nothing was recorded.
+                    if r.0.sink.table_version.is_none_or(|v| v >= 0) {
+                        for (tp, o) in &r.1 {
+                            committed.insert(tp.clone(), Some(*o));
+                        }
                     }
                     let r = r.0;
                     summary.batches += 1;

@@ -194,6 +194,22 @@ impl DeltaSink {
                     Err(e) => return Err(self.err(e)),
                 }
             }
+            if batch.as_ref().is_none_or(|b| b.num_rows() == 0) {
+                // No rows (every record bad, filtered or late): the positions still move,
+                // in a commit of `txn` actions only.
+                match self.commit_positions_only(txns).await {
+                    Ok(version) => return Ok(version),
+                    Err(DeltaTableError::Transaction { source }) => {
+                        warn!(table = %self.uri, attempt, error = %source, "delta commit conflict, re-checking positions");
+                        continue;
+                    }
+                    Err(DeltaTableError::VersionAlreadyExists(v)) => {
+                        warn!(table = %self.uri, attempt, version = v, "delta version taken, re-checking positions");
+                        continue;
+                    }
+                    Err(e) => return Err(self.err(e)),
+                }
+            }
             let batches: Vec<RecordBatch> = batch.clone().into_iter().collect();
             let mut write = self
                 .table
@@ -228,6 +244,35 @@ impl DeltaSink {
         Err(DeltaSinkError::Fenced {
             uri: self.uri.clone(),
         })
+    }
+
+    /// A commit of `txn` actions only; `-1` (nothing recorded) while the table does not
+    /// exist yet — it is created by the first batch with rows, whose schema it takes.
+    async fn commit_positions_only(
+        &mut self,
+        txns: Vec<Transaction>,
+    ) -> Result<i64, DeltaTableError> {
+        use deltalake::kernel::Action;
+        use deltalake::kernel::transaction::CommitBuilder;
+        use deltalake::protocol::{DeltaOperation, OutputMode};
+        let Ok(state) = self.table.snapshot() else {
+            info!(table = %self.uri, "no rows and no table yet: positions not recorded");
+            return Ok(-1);
+        };
+        let operation = DeltaOperation::StreamingUpdate {
+            output_mode: OutputMode::Append,
+            query_id: self.app_prefix.clone(),
+            epoch_id: 0,
+        };
+        // From CommitProperties, so the post-commit hook writes checkpoints like a write.
+        let commit = CommitBuilder::from(CommitProperties::default())
+            .with_actions(txns.into_iter().map(Action::Txn).collect())
+            .build(Some(state), self.table.log_store(), operation)
+            .await?;
+        let version = commit.version() as i64;
+        self.table.update_state().await?;
+        info!(table = %self.uri, version, "committed positions (no rows)");
+        Ok(version)
     }
 
     /// MERGE of a batch with one row per key: update a matched row when the incoming one is newer

@@ -1,0 +1,288 @@
+//! I/O: the Delta-side benchmarks, no Kafka needed.
+//!
+//! - `spillway bench merge`: builds a table of N rows by appends (the append rate), then
+//!   MERGEs batches of B rows into it — half updates of existing keys, half new keys — the
+//!   way `mode: merge` does (one row per key, update when newer, insert when absent, `txn`
+//!   in the same commit); prints both rates and the ratio.
+//! - `spillway bench log`: makes C streaming commits (one `txn` action each, as an idle
+//!   pipeline's batches do) and measures how long the table then takes to open, with the
+//!   checkpoints delta-rs writes as it goes (every `delta.checkpointInterval`, 100).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+
+use crate::sink::delta::{DeltaSink, DeltaSinkError, MergeSettings};
+use crate::source::TopicPartition;
+
+/// Errors of the table benchmarks.
+#[derive(Debug, thiserror::Error)]
+pub enum TableBenchError {
+    /// The sink failed.
+    #[error(transparent)]
+    Sink(#[from] DeltaSinkError),
+    /// delta-rs failed.
+    #[error(transparent)]
+    Delta(#[from] deltalake::DeltaTableError),
+    /// Building a batch failed.
+    #[error(transparent)]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// Local I/O failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The directory is not a valid URL.
+    #[error("invalid directory {0}")]
+    Dir(String),
+}
+
+fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Int64, false),
+        Field::new("rating", DataType::Float64, false),
+        Field::new("event_time", DataType::Int64, false),
+    ]))
+}
+
+/// Rows with keys `ids`, event time `t`.
+fn rows(ids: impl Iterator<Item = u64>, t: i64) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let ids: Vec<u64> = ids.collect();
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                ids.iter().map(|i| format!("event-{i:012}")),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                ids.iter().map(|i| (*i % 100_000) as i64),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                ids.iter().map(|i| (*i % 10) as f64 / 2.0),
+            )),
+            Arc::new(Int64Array::from_iter_values(ids.iter().map(|_| t))),
+        ],
+    )
+}
+
+fn dir_url(dir: &std::path::Path) -> Result<url::Url, TableBenchError> {
+    std::fs::create_dir_all(dir)?;
+    let abs = std::fs::canonicalize(dir)?;
+    url::Url::from_directory_path(&abs).map_err(|_| TableBenchError::Dir(abs.display().to_string()))
+}
+
+fn new_dir(dir: Option<PathBuf>, what: &str) -> PathBuf {
+    dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("spillway-bench-{what}-{}", uuid::Uuid::new_v4()))
+    })
+}
+
+/// What `spillway bench merge` measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeReport {
+    /// Rows appended to build the table, and how long it took.
+    pub appended: (u64, Duration),
+    /// Rows merged (after dedup), batches, and how long it took.
+    pub merged: (u64, u64, Duration),
+    /// Rows in the table at the end.
+    pub table_rows: u64,
+}
+
+/// Builds a `table_rows` table by appends of `append_batch` rows, then merges `batches`
+/// batches of `merge_batch` rows (half updates, half inserts).
+pub async fn merge(
+    dir: Option<PathBuf>,
+    table_rows: u64,
+    append_batch: u64,
+    merge_batch: u64,
+    batches: u64,
+) -> Result<MergeReport, TableBenchError> {
+    let dir = new_dir(dir, "merge");
+    let url = dir_url(&dir)?;
+    let tp = TopicPartition {
+        topic: "bench".into(),
+        partition: 0,
+    };
+    let mut sink = DeltaSink::open(&url, Default::default(), "bench", vec![]).await?;
+    let mut next: Option<i64> = None;
+    let started = Instant::now();
+    let mut written = 0u64;
+    while written < table_rows {
+        let n = append_batch.min(table_rows - written);
+        let b = rows(written..written + n, 1)?;
+        let to = written as i64 + n as i64;
+        sink.commit(
+            Some(b),
+            &[(tp.clone(), next)].into(),
+            &[(tp.clone(), to)].into(),
+        )
+        .await?;
+        next = Some(to);
+        written += n;
+    }
+    let appended = (written, started.elapsed());
+
+    let mut sink = sink.with_merge(MergeSettings {
+        keys: vec!["event_id".into()],
+        order_by: Some("event_time".into()),
+    });
+    let started = Instant::now();
+    let mut merged = 0u64;
+    for i in 0..batches {
+        // Half of the batch updates keys spread over the table, half inserts new keys.
+        let half = merge_batch / 2;
+        let stride = (table_rows / half.max(1)).max(1);
+        let updates = (0..half).map(|k| (k * stride + i) % table_rows.max(1));
+        let inserts = (0..merge_batch - half).map(|k| table_rows + i * merge_batch + k);
+        let b = rows(updates.chain(inserts), 2 + i as i64)?;
+        let to = next.unwrap_or(0) + merge_batch as i64;
+        sink.commit(
+            Some(b),
+            &[(tp.clone(), next)].into(),
+            &[(tp.clone(), to)].into(),
+        )
+        .await?;
+        next = Some(to);
+        merged += merge_batch;
+    }
+    let merged = (merged, batches, started.elapsed());
+    let table_rows = count_rows(url).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(MergeReport {
+        appended,
+        merged,
+        table_rows,
+    })
+}
+
+async fn count_rows(url: url::Url) -> Result<u64, TableBenchError> {
+    use deltalake::datafusion::prelude::SessionContext;
+    let generic = |e: deltalake::datafusion::error::DataFusionError| {
+        deltalake::DeltaTableError::Generic(e.to_string())
+    };
+    let table = deltalake::open_table(url).await?;
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("t", table.table_provider().await.map_err(generic)?)
+        .map_err(generic)?;
+    let batches = ctx
+        .sql("SELECT count(*) FROM t")
+        .await
+        .map_err(generic)?
+        .collect()
+        .await
+        .map_err(generic)?;
+    Ok(batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .map(|a| a.value(0) as u64)
+        })
+        .unwrap_or(0))
+}
+
+/// The printed merge report.
+pub fn format_merge(r: &MergeReport) -> String {
+    let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    let append = rate(r.appended.0, r.appended.1);
+    let merge = rate(r.merged.0, r.merged.2);
+    format!(
+        "spillway bench merge: a Delta table of {} rows, then {} merge batches\n\
+         {:<40} {:>10} {:>10} {:>12}\n\
+         {:<40} {:>10} {:>10.2} {:>12.0}\n\
+         {:<40} {:>10} {:>10.2} {:>12.0}\n\
+         ratio merge/append: {:.3}; table rows at the end: {}\n",
+        r.appended.0,
+        r.merged.1,
+        "phase",
+        "rows",
+        "seconds",
+        "rows/s",
+        "append (build the table)",
+        r.appended.0,
+        r.appended.1.as_secs_f64(),
+        append,
+        "merge (half updates, half inserts)",
+        r.merged.0,
+        r.merged.2.as_secs_f64(),
+        merge,
+        merge / append.max(1e-9),
+        r.table_rows,
+    )
+}
+
+/// What `spillway bench log` measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogReport {
+    /// Commits made, and how long they took.
+    pub commits: (u64, Duration),
+    /// Checkpoint files in `_delta_log`.
+    pub checkpoints: usize,
+    /// Time to open the table (latest version), best of 3.
+    pub open: Duration,
+    /// The version opened.
+    pub version: i64,
+}
+
+/// Makes `commits` txn-only commits, then opens the table.
+pub async fn log(dir: Option<PathBuf>, commits: u64) -> Result<LogReport, TableBenchError> {
+    let dir = new_dir(dir, "log");
+    let url = dir_url(&dir)?;
+    let tp = TopicPartition {
+        topic: "bench".into(),
+        partition: 0,
+    };
+    let mut sink = DeltaSink::open(&url, Default::default(), "bench", vec![]).await?;
+    let started = Instant::now();
+    // The first commit creates the table (a batch with rows); the rest carry only `txn`.
+    sink.commit(
+        Some(rows(0..1, 1)?),
+        &[(tp.clone(), None)].into(),
+        &[(tp.clone(), 1)].into(),
+    )
+    .await?;
+    for v in 1..commits as i64 {
+        let expected: BTreeMap<TopicPartition, Option<i64>> = [(tp.clone(), Some(v))].into();
+        sink.commit(None, &expected, &[(tp.clone(), v + 1)].into())
+            .await?;
+    }
+    let made = started.elapsed();
+    let checkpoints = std::fs::read_dir(dir.join("_delta_log"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".checkpoint."))
+        .count();
+    let mut best = Duration::MAX;
+    let mut version = -1;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let table = deltalake::open_table(url.clone()).await?;
+        best = best.min(t.elapsed());
+        version = table.version().map_or(-1, |v| v as i64);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(LogReport {
+        commits: (commits, made),
+        checkpoints,
+        open: best,
+        version,
+    })
+}
+
+/// The printed log report.
+pub fn format_log(r: &LogReport) -> String {
+    format!(
+        "spillway bench log: {} streaming commits in {:.1}s ({:.0} commits/s), {} checkpoints written\n\
+         opening the table at version {} took {:.1} ms (best of 3)\n",
+        r.commits.0,
+        r.commits.1.as_secs_f64(),
+        r.commits.0 as f64 / r.commits.1.as_secs_f64().max(1e-9),
+        r.checkpoints,
+        r.version,
+        r.open.as_secs_f64() * 1000.0,
+    )
+}
