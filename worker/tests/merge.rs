@@ -158,3 +158,37 @@ async fn merge_keeps_the_latest_row_per_key_and_discards_late_events() {
     assert_eq!((third.batches, third.rows), (0, 0));
     assert_eq!(table_rows(&dir), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_scans_only_the_dates_at_or_after_the_watermark() {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let topic = support::unique("ratings-prune");
+    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(support::unique("ratings-prune"));
+    let text = manifest(&topic, &dir);
+    const DAY: i64 = 24 * HOUR;
+    // Ten days of events, one partition (event_date) each.
+    let ids: Vec<String> = (0..10).map(|d| format!("d{d}")).collect();
+    let first: Vec<(&str, f64, i64)> = ids
+        .iter()
+        .enumerate()
+        .map(|(d, id)| (id.as_str(), 1.0, BASE + d as i64 * DAY))
+        .collect();
+    send(&topic, &first).await;
+    common::run_available_now(&text).await.unwrap();
+
+    // The watermark is now day 9 - 5 days = day 4: an update of day 8 scans days 4..9 only.
+    send(&topic, &[("d8", 5.0, BASE + 8 * DAY + HOUR)]).await;
+    let (_, reports) = common::run_available_now_reports(&text).await.unwrap();
+    let m = &reports.last().unwrap().sink.metrics;
+    assert_eq!(m["numTargetRowsUpdated"], "1", "{m:?}");
+    let skipped: u64 = m["numTargetFilesSkipped"].parse().unwrap();
+    let scanned: u64 = m["numTargetFilesScanned"].parse().unwrap();
+    assert!(skipped >= 4, "days 0-3 are not scanned: {m:?}");
+    assert!(scanned <= 6, "{m:?}");
+    let rows = table_rows(&dir);
+    assert_eq!(rows.len(), 10);
+    assert_eq!(rows[8], ("d8".to_string(), 5.0, BASE + 8 * DAY + HOUR));
+}

@@ -598,10 +598,12 @@ async fn commit(
     // Event time: rows older than the watermark of the batches before this one are
     // dropped (Spark's semantics); then this batch's maximum moves the watermark.
     let mut dropped = 0i64;
+    let mut floor_ms: Option<i64> = None;
     let (batch, event_time) = match event_time {
         Some((column, lateness, max_seen)) => {
             let lateness = lateness.as_millis() as i64;
             let watermark = max_seen.map(|m| m - lateness);
+            floor_ms = watermark;
             let batch = match (batch, watermark) {
                 (Some(b), Some(wm)) => {
                     let (kept, n) = metadata::drop_before(&b, column, wm)?;
@@ -632,6 +634,26 @@ async fn commit(
         ),
         (_, b) => b,
     };
+    // A merge into a table partitioned by a date scans only the dates at or after the
+    // watermark's: older rows cannot be touched by rows the watermark lets through.
+    let floor = match (sink.merge_settings(), floor_ms, batch.as_ref()) {
+        (Some(_), Some(ms), Some(b)) => sink
+            .partition_columns()
+            .iter()
+            .find(|c| {
+                b.schema()
+                    .field_with_name(c)
+                    .is_ok_and(|f| f.data_type() == &arrow_schema::DataType::Date32)
+            })
+            .and_then(|c| {
+                let day = jiff::Timestamp::from_millisecond(ms)
+                    .ok()?
+                    .strftime("%Y-%m-%d");
+                Some((c.clone(), day.to_string()))
+            }),
+        _ => None,
+    };
+    sink.set_merge_floor(floor);
     let rows = batch.as_ref().map_or(0, |b| b.num_rows() as i64);
     let expected: BTreeMap<TopicPartition, Option<i64>> = pending
         .next
@@ -695,7 +717,11 @@ async fn commit(
             description: sink.description(),
             num_output_rows: rows,
             table_version: Some(version),
-            metrics: sink_metrics(pending),
+            metrics: {
+                let mut m = sink_metrics(pending);
+                m.extend(sink.take_merge_metrics());
+                m
+            },
         },
         event_time,
         num_rows_dropped_by_watermark: dropped,

@@ -54,6 +54,10 @@ pub struct DeltaSink {
     partition_by: Vec<String>,
     merge: Option<MergeSettings>,
     add_columns: bool,
+    /// `(partition column, lowest value)`: the merge scans only those partitions.
+    merge_floor: Option<(String, String)>,
+    /// Metrics of the last MERGE (Delta's names), for the batch report.
+    merge_metrics: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for DeltaSink {
@@ -85,6 +89,8 @@ impl DeltaSink {
             partition_by,
             merge: None,
             add_columns: false,
+            merge_floor: None,
+            merge_metrics: BTreeMap::new(),
         })
     }
 
@@ -99,6 +105,22 @@ impl DeltaSink {
     pub fn with_add_columns(mut self, on: bool) -> Self {
         self.add_columns = on;
         self
+    }
+
+    /// Restricts the next MERGE's scan of the table to the partitions of `column` at or
+    /// above `value` (the event-time watermark's date: older rows can no longer change).
+    pub fn set_merge_floor(&mut self, floor: Option<(String, String)>) {
+        self.merge_floor = floor;
+    }
+
+    /// The table's partition columns (of a new table: the spec's).
+    pub fn partition_columns(&self) -> &[String] {
+        &self.partition_by
+    }
+
+    /// The metrics of the last MERGE (empty after an append), and forgets them.
+    pub fn take_merge_metrics(&mut self) -> BTreeMap<String, String> {
+        std::mem::take(&mut self.merge_metrics)
     }
 
     /// Upserts by key instead of appending (`mode: merge`).
@@ -286,12 +308,19 @@ impl DeltaSink {
         use deltalake::datafusion::prelude::SessionContext;
         let ctx = SessionContext::new();
         let source = ctx.read_batch(batch.clone())?;
-        let predicate = m
+        let mut predicate = m
             .keys
             .iter()
             .map(|k| format!("target.{q} = source.{q}", q = quote(k)))
             .collect::<Vec<_>>()
             .join(" AND ");
+        if let Some((column, floor)) = &self.merge_floor {
+            predicate.push_str(&format!(
+                " AND target.{} >= '{}'",
+                quote(column),
+                floor.replace('\'', "''")
+            ));
+        }
         let columns: Vec<String> = batch
             .schema()
             .fields()
@@ -329,8 +358,22 @@ impl DeltaSink {
             version,
             inserted = metrics.num_target_rows_inserted,
             updated = metrics.num_target_rows_updated,
+            files_scanned = metrics.num_target_files_scanned,
+            files_skipped = metrics.num_target_files_skipped_during_scan,
             "merged batch"
         );
+        self.merge_metrics = [
+            ("numTargetRowsInserted", metrics.num_target_rows_inserted),
+            ("numTargetRowsUpdated", metrics.num_target_rows_updated),
+            ("numTargetFilesScanned", metrics.num_target_files_scanned),
+            (
+                "numTargetFilesSkipped",
+                metrics.num_target_files_skipped_during_scan,
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         Ok(version)
     }
 

@@ -74,6 +74,29 @@ impl Sink {
         }
     }
 
+    /// See [`DeltaSink::set_merge_floor`].
+    pub fn set_merge_floor(&mut self, floor: Option<(String, String)>) {
+        if let Self::Delta(s) = self {
+            s.set_merge_floor(floor);
+        }
+    }
+
+    /// The partition columns of a Delta sink (none for Parquet: its merge is not a thing).
+    pub fn partition_columns(&self) -> &[String] {
+        match self {
+            Self::Delta(s) => s.partition_columns(),
+            Self::Parquet(_) => &[],
+        }
+    }
+
+    /// See [`DeltaSink::take_merge_metrics`].
+    pub fn take_merge_metrics(&mut self) -> BTreeMap<String, String> {
+        match self {
+            Self::Delta(s) => s.take_merge_metrics(),
+            Self::Parquet(_) => BTreeMap::new(),
+        }
+    }
+
     /// The next offset the sink records for each partition.
     pub async fn positions(
         &mut self,

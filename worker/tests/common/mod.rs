@@ -31,6 +31,20 @@ pub fn s3_storage_yaml() -> String {
 /// Runs an `availableNow` manifest in-process to its end (at most 300 s), with short
 /// consumer-group timeouts so a previous member that died is replaced quickly.
 pub async fn run_available_now(text: &str) -> Result<RunSummary, EngineError> {
+    run_available_now_reports(text).await.map(|(s, _)| s)
+}
+
+/// [`run_available_now`], with the batch reports.
+pub async fn run_available_now_reports(
+    text: &str,
+) -> Result<(RunSummary, Vec<spillway_api::StreamingQueryProgress>), EngineError> {
+    let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    let on_batch: engine::BatchCallback = Arc::new(move |r| {
+        if let Ok(mut v) = sink.lock() {
+            v.push(r.clone());
+        }
+    });
     let loaded = manifest::load_str(text, Path::new("test.yaml"), &std::env::temp_dir()).unwrap();
     let opts = RunOptions {
         secrets: Arc::new(MapSecrets(
@@ -43,10 +57,10 @@ pub async fn run_available_now(text: &str) -> Result<RunSummary, EngineError> {
             ("session.timeout.ms".to_string(), "10000".to_string()),
             ("max.poll.interval.ms".to_string(), "10000".to_string()),
         ]),
-        on_batch: None,
+        on_batch: Some(on_batch),
         metrics: None,
     };
-    tokio::time::timeout(
+    let summary = tokio::time::timeout(
         Duration::from_secs(300),
         engine::run(
             &loaded,
@@ -56,7 +70,9 @@ pub async fn run_available_now(text: &str) -> Result<RunSummary, EngineError> {
         ),
     )
     .await
-    .expect("the availableNow run did not finish")
+    .expect("the availableNow run did not finish")?;
+    let reports = reports.lock().map(|v| v.clone()).unwrap_or_default();
+    Ok((summary, reports))
 }
 
 /// `spillway produce` of `count` HsuTestEvents (seeded) into `topic` at `bootstrap`, with
