@@ -192,3 +192,125 @@ async fn merge_scans_only_the_dates_at_or_after_the_watermark() {
     assert_eq!(rows.len(), 10);
     assert_eq!(rows[8], ("d8".to_string(), 5.0, BASE + 8 * DAY + HOUR));
 }
+
+/// Sends many events at once, one record per Kafka batch (tansu 0.6 needs that for
+/// restarts in the middle of the stream), in order.
+async fn send_many(topic: &str, events: &[(String, f64, i64)]) {
+    let schema = apache_avro::Schema::parse_str(SCHEMA).unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", support::kafka_bootstrap())
+        .set("linger.ms", "0")
+        .set("batch.num.messages", "1")
+        .set("enable.idempotence", "false")
+        .set("max.in.flight.requests.per.connection", "1")
+        .create()
+        .unwrap();
+    let sends = events.iter().map(|(id, rating, t)| {
+        let record = Value::Record(vec![
+            ("event_id".into(), Value::String(id.clone())),
+            ("user_id".into(), Value::Long(7)),
+            ("movie_id".into(), Value::Long(42)),
+            ("rating".into(), Value::Double(*rating)),
+            ("event_time".into(), Value::TimestampMillis(*t)),
+        ]);
+        let body = apache_avro::to_avro_datum(&schema, record).unwrap();
+        let producer = producer.clone();
+        let topic = topic.to_string();
+        let key = id.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(&topic)
+                        .payload(&body)
+                        .key(&key)
+                        .partition(0),
+                    Duration::from_secs(60),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    });
+    futures::future::join_all(sends).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_pipeline_killed_mid_stream_never_applies_an_old_batch_again() {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let topic = support::unique("ratings-kill");
+    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(support::unique("ratings-kill"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 300 keys, each rated 40 times in turn: the last rating of key k is (k + 39) % 10.
+    // Without orderBy the later record wins, so a replayed older batch would show.
+    let keys = 300;
+    let rounds = 40;
+    let events: Vec<(String, f64, i64)> = (0..rounds)
+        .flat_map(|r| (0..keys).map(move |k| (format!("k{k}"), ((k + r) % 10) as f64, BASE)))
+        .collect();
+    send_many(&topic, &events).await;
+    let streaming = manifest(&topic, &dir)
+        .replace("        orderBy: event_time\n", "")
+        .replace("  eventTime:\n    column: event_time\n    allowedLateness: 120h\n", "")
+        .replace(
+            "  trigger:\n    availableNow: true\n",
+            "  trigger:\n    interval: 300ms\n",
+        )
+        .replace(
+            "      topics: [",
+            "      maxRecordsPerBatch: 700\n      properties: {session.timeout.ms: \"6000\", heartbeat.interval.ms: \"1000\"}\n      topics: [",
+        );
+    let file = dir.join("pipeline.yaml");
+    std::fs::write(&file, &streaming).unwrap();
+
+    let (f, d) = (file.clone(), dir.clone());
+    tokio::task::spawn_blocking(move || {
+        for k in 0..3 {
+            let log = d.join(format!("run-{k}.log"));
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spillway"))
+                .args(["run", "--http", "127.0.0.1:0", "-f"])
+                .arg(&f)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("merged batch")
+            {
+                assert!(std::time::Instant::now() < deadline, "no merge within 60s");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // Mid-stream, at a moment that differs run to run.
+            std::thread::sleep(Duration::from_millis(300 + 700 * k));
+            child.kill().unwrap(); // SIGKILL
+            let _ = child.wait();
+        }
+    })
+    .await
+    .unwrap();
+
+    let rest = common::run_available_now(&streaming.replace(
+        "  trigger:\n    interval: 300ms\n",
+        "  trigger:\n    availableNow: true\n",
+    ))
+    .await
+    .unwrap();
+    assert!(
+        (rest.rows as u64) < (keys * rounds) as u64,
+        "the killed runs merged part of the stream"
+    );
+    let rows = table_rows(&dir);
+    assert_eq!(rows.len(), keys as usize, "one row per key");
+    for (id, rating, _) in rows {
+        let k: i64 = id[1..].parse().unwrap();
+        assert_eq!(
+            rating,
+            ((k + rounds - 1) % 10) as f64,
+            "{id}: the last rating"
+        );
+    }
+}
