@@ -229,15 +229,28 @@ pub struct LogReport {
     pub version: i64,
 }
 
-/// Makes `commits` txn-only commits, then opens the table.
-pub async fn log(dir: Option<PathBuf>, commits: u64) -> Result<LogReport, TableBenchError> {
+/// Makes `commits` txn-only commits, then opens the table. With `log_retention` (a Delta
+/// interval such as `interval 10 seconds`), the table is created with that
+/// `delta.logRetentionDuration`, so each checkpoint also removes older log files.
+pub async fn log(
+    dir: Option<PathBuf>,
+    commits: u64,
+    log_retention: Option<String>,
+) -> Result<LogReport, TableBenchError> {
     let dir = new_dir(dir, "log");
     let url = dir_url(&dir)?;
     let tp = TopicPartition {
         topic: "bench".into(),
         partition: 0,
     };
-    let mut sink = DeltaSink::open(&url, Default::default(), "bench", vec![]).await?;
+    let mut sink = DeltaSink::open(&url, Default::default(), "bench", vec![])
+        .await?
+        .with_table_properties(
+            log_retention
+                .map(|r| ("delta.logRetentionDuration".to_string(), r))
+                .into_iter()
+                .collect(),
+        );
     let started = Instant::now();
     // The first commit creates the table (a batch with rows); the rest carry only `txn`.
     sink.commit(

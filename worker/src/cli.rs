@@ -195,6 +195,11 @@ pub enum BenchCommand {
         /// Commits to make.
         #[arg(long, default_value_t = 100_000)]
         commits: u64,
+        /// Create the table with this `delta.logRetentionDuration` (e.g. `interval 10
+        /// seconds`): each checkpoint then also removes older commit files, as a
+        /// long-running table's log is kept short.
+        #[arg(long)]
+        log_retention: Option<String>,
         /// Directory of the table (default: a new temporary directory, removed after).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -385,9 +390,16 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             ))?;
             print!("{}", crate::bench_table::format_merge(&r));
         }
-        BenchCommand::Log { commits, dir } => {
-            let r =
-                tokio::runtime::Runtime::new()?.block_on(crate::bench_table::log(dir, commits))?;
+        BenchCommand::Log {
+            commits,
+            dir,
+            log_retention,
+        } => {
+            let r = tokio::runtime::Runtime::new()?.block_on(crate::bench_table::log(
+                dir,
+                commits,
+                log_retention,
+            ))?;
             print!("{}", crate::bench_table::format_log(&r));
         }
         BenchCommand::Pipeline {

@@ -58,6 +58,8 @@ pub struct DeltaSink {
     merge_floor: Option<(String, String)>,
     /// Metrics of the last MERGE (Delta's names), for the batch report.
     merge_metrics: BTreeMap<String, String>,
+    /// Table properties of a table this sink creates (e.g. `delta.logRetentionDuration`).
+    table_properties: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for DeltaSink {
@@ -91,6 +93,7 @@ impl DeltaSink {
             add_columns: false,
             merge_floor: None,
             merge_metrics: BTreeMap::new(),
+            table_properties: BTreeMap::new(),
         })
     }
 
@@ -121,6 +124,12 @@ impl DeltaSink {
     /// The metrics of the last MERGE (empty after an append), and forgets them.
     pub fn take_merge_metrics(&mut self) -> BTreeMap<String, String> {
         std::mem::take(&mut self.merge_metrics)
+    }
+
+    /// Table properties for the table, if this sink creates it.
+    pub fn with_table_properties(mut self, properties: BTreeMap<String, String>) -> Self {
+        self.table_properties = properties;
+        self
     }
 
     /// Upserts by key instead of appending (`mode: merge`).
@@ -246,6 +255,13 @@ impl DeltaSink {
             }
             if self.add_columns {
                 write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
+            }
+            if self.version().is_none() && !self.table_properties.is_empty() {
+                write = write.with_configuration(
+                    self.table_properties
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Some(v.clone()))),
+                );
             }
             match write.await {
                 Ok(table) => {
