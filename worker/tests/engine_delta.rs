@@ -405,40 +405,27 @@ async fn rows_behind_the_watermark_are_dropped_and_the_watermark_survives_a_rest
     spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
         .await
         .unwrap();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", support::kafka_bootstrap())
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
     // 2026-01-01T00:00:00Z
     let base = 1_767_225_600_000i64;
-    let send = |ts: i64| {
-        let mut body = Vec::new();
-        HsuTestEvent {
-            user: "user-0001".into(),
-            event: "click",
-            amount: 1.0,
-            ts,
-        }
-        .encode(&mut body);
-        let producer = producer.clone();
+    let send = |stamps: &[i64]| {
+        let records: Vec<_> = stamps
+            .iter()
+            .map(|ts| {
+                let mut body = Vec::new();
+                HsuTestEvent {
+                    user: "user-0001".into(),
+                    event: "click",
+                    amount: 1.0,
+                    ts: *ts,
+                }
+                .encode(&mut body);
+                (None, body)
+            })
+            .collect();
         let topic = topic.clone();
-        async move {
-            producer
-                .send(
-                    FutureRecord::<(), _>::to(&topic)
-                        .payload(&body)
-                        .partition(0),
-                    Duration::from_secs(10),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
+        async move { common::send_in_order(&topic, &records).await }
     };
-    for i in 0..20 {
-        send(base + i * 1_000).await;
-    }
+    send(&(0..20).map(|i| base + i * 1_000).collect::<Vec<_>>()).await;
     let text = manifest_text(&topic, &table, &dir.join("c").display().to_string(), "").replace(
         "  trigger:\n",
         "  eventTime: {column: ts, allowedLateness: 10s}\n  trigger:\n",
@@ -448,7 +435,7 @@ async fn rows_behind_the_watermark_are_dropped_and_the_watermark_survives_a_rest
 
     // The watermark is now 00:00:19 - 10s = 00:00:09, and a restart must remember it:
     // 3 records older than that are dropped, 4 at or after it are kept.
-    for ts in [
+    send(&[
         base,
         base + 5_000,
         base + 8_999,
@@ -456,9 +443,8 @@ async fn rows_behind_the_watermark_are_dropped_and_the_watermark_survives_a_rest
         base + 12_000,
         base + 30_000,
         base + 31_000,
-    ] {
-        send(ts).await;
-    }
+    ])
+    .await;
     let second = run_available_now(&text).await;
     assert_eq!((second.rows, second.dropped_by_watermark), (4, 3));
     assert_eq!(python_counts(&table, &[]).0, 24);
@@ -479,23 +465,7 @@ async fn a_batch_of_only_bad_records_still_moves_the_positions() {
     assert_eq!(run_available_now(&text).await.rows, 101);
 
     // Only malformed records: nothing to write, but the table's txn versions move.
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", support::kafka_bootstrap())
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
-    for _ in 0..5 {
-        producer
-            .send(
-                FutureRecord::<(), _>::to(&topic)
-                    .payload(&[0xff_u8, 0x01][..])
-                    .partition(0),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
+    common::send_in_order(&topic, &vec![(None, vec![0xff_u8, 0x01]); 5]).await;
     let bad = run_available_now(&text).await;
     assert_eq!((bad.rows, bad.skipped, bad.batches), (0, 5, 1));
     assert_eq!(bad.table_version, Some(1), "a commit of txn actions only");

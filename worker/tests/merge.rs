@@ -9,7 +9,6 @@ mod common;
 use std::time::Duration;
 
 use apache_avro::types::Value;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use spillway_e2e as support;
 
 const SCHEMA: &str = r#"{"type":"record","name":"MovieRating","fields":[{"name":"event_id","type":"string"},{"name":"user_id","type":"long"},{"name":"movie_id","type":"long"},{"name":"rating","type":"double"},{"name":"event_time","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
@@ -18,31 +17,25 @@ const SCHEMA: &str = r#"{"type":"record","name":"MovieRating","fields":[{"name":
 const BASE: i64 = 1_795_132_800_000;
 const HOUR: i64 = 3_600_000;
 
-async fn send(topic: &str, events: &[(&str, f64, i64)]) {
+/// A rating's Avro body.
+fn rating(id: &str, rating: f64, t: i64) -> Vec<u8> {
     let schema = apache_avro::Schema::parse_str(SCHEMA).unwrap();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", support::kafka_bootstrap())
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
-    for (id, rating, t) in events {
-        let record = Value::Record(vec![
-            ("event_id".into(), Value::String(id.to_string())),
-            ("user_id".into(), Value::Long(7)),
-            ("movie_id".into(), Value::Long(42)),
-            ("rating".into(), Value::Double(*rating)),
-            ("event_time".into(), Value::TimestampMillis(*t)),
-        ]);
-        let body = apache_avro::to_avro_datum(&schema, record).unwrap();
-        producer
-            .send(
-                FutureRecord::to(topic).payload(&body).key(*id).partition(0),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
+    let record = Value::Record(vec![
+        ("event_id".into(), Value::String(id.to_string())),
+        ("user_id".into(), Value::Long(7)),
+        ("movie_id".into(), Value::Long(42)),
+        ("rating".into(), Value::Double(rating)),
+        ("event_time".into(), Value::TimestampMillis(t)),
+    ]);
+    apache_avro::to_avro_datum(&schema, record).unwrap()
+}
+
+async fn send(topic: &str, events: &[(&str, f64, i64)]) {
+    let records: Vec<_> = events
+        .iter()
+        .map(|(id, r, t)| (Some(id.to_string()), rating(id, *r, *t)))
+        .collect();
+    common::send_in_order(topic, &records).await;
 }
 
 fn manifest(topic: &str, dir: &std::path::Path) -> String {
@@ -193,45 +186,12 @@ async fn merge_scans_only_the_dates_at_or_after_the_watermark() {
     assert_eq!(rows[8], ("d8".to_string(), 5.0, BASE + 8 * DAY + HOUR));
 }
 
-/// Sends many events at once, one record per Kafka batch (tansu 0.6 needs that for
-/// restarts in the middle of the stream), in order.
 async fn send_many(topic: &str, events: &[(String, f64, i64)]) {
-    let schema = apache_avro::Schema::parse_str(SCHEMA).unwrap();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", support::kafka_bootstrap())
-        .set("linger.ms", "0")
-        .set("batch.num.messages", "1")
-        .set("enable.idempotence", "false")
-        .set("max.in.flight.requests.per.connection", "1")
-        .create()
-        .unwrap();
-    let sends = events.iter().map(|(id, rating, t)| {
-        let record = Value::Record(vec![
-            ("event_id".into(), Value::String(id.clone())),
-            ("user_id".into(), Value::Long(7)),
-            ("movie_id".into(), Value::Long(42)),
-            ("rating".into(), Value::Double(*rating)),
-            ("event_time".into(), Value::TimestampMillis(*t)),
-        ]);
-        let body = apache_avro::to_avro_datum(&schema, record).unwrap();
-        let producer = producer.clone();
-        let topic = topic.to_string();
-        let key = id.clone();
-        async move {
-            producer
-                .send(
-                    FutureRecord::to(&topic)
-                        .payload(&body)
-                        .key(&key)
-                        .partition(0),
-                    Duration::from_secs(60),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
-    });
-    futures::future::join_all(sends).await;
+    let records: Vec<_> = events
+        .iter()
+        .map(|(id, r, t)| (Some(id.clone()), rating(id, *r, *t)))
+        .collect();
+    common::send_in_order(topic, &records).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

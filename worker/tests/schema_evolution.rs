@@ -8,10 +8,7 @@
 
 mod common;
 
-use std::time::Duration;
-
 use apache_avro::types::Value;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use spillway_e2e as support;
 use spillway_e2e::registry::RegistryFixture;
 
@@ -34,21 +31,24 @@ fn confluent(id: u32, schema: &str, i: i64, unit: Option<&str>) -> Vec<u8> {
 }
 
 async fn send(topic: &str, payloads: &[Vec<u8>]) {
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", support::kafka_bootstrap())
-        .set("linger.ms", "0")
-        .create()
+    let records: Vec<_> = payloads.iter().map(|p| (None, p.clone())).collect();
+    common::send_in_order(topic, &records).await;
+}
+
+/// A topic with V1 and V2 registered under its subject: (registry, topic, ids, table dir).
+async fn setup(prefix: &str) -> (RegistryFixture, String, (u32, u32), std::path::PathBuf) {
+    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    let registry = RegistryFixture::start().await.unwrap();
+    let topic = support::unique(prefix);
+    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+        .await
         .unwrap();
-    for p in payloads {
-        producer
-            .send(
-                FutureRecord::<(), _>::to(topic).payload(p).partition(0),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
+    let ids = (
+        registry.register(&format!("{topic}-value"), V1),
+        registry.register(&format!("{topic}-value"), V2),
+    );
+    let dir = std::env::temp_dir().join(support::unique(prefix));
+    (registry, topic, ids, dir)
 }
 
 fn manifest(topic: &str, registry: &str, dir: &std::path::Path, evolution: &str) -> String {
@@ -102,17 +102,7 @@ os._exit(0)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_columns_adds_the_new_field_as_a_nullable_column() {
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
-    let registry = RegistryFixture::start().await.unwrap();
-    let topic = support::unique("evolve");
-    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
-        .await
-        .unwrap();
-    let (id1, id2) = (
-        registry.register(&format!("{topic}-value"), V1),
-        registry.register(&format!("{topic}-value"), V2),
-    );
-    let dir = std::env::temp_dir().join(support::unique("evolve"));
+    let (registry, topic, (id1, id2), dir) = setup("evolve").await;
     let text = manifest(&topic, &registry.url, &dir, "addColumns");
 
     // Offsets 0-2: v1 only; the table is created without `unit`.
@@ -160,17 +150,7 @@ async fn add_columns_adds_the_new_field_as_a_nullable_column() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_evolution_a_writer_with_new_fields_is_a_bad_record() {
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
-    let registry = RegistryFixture::start().await.unwrap();
-    let topic = support::unique("no-evolve");
-    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
-        .await
-        .unwrap();
-    let (id1, id2) = (
-        registry.register(&format!("{topic}-value"), V1),
-        registry.register(&format!("{topic}-value"), V2),
-    );
-    let dir = std::env::temp_dir().join(support::unique("no-evolve"));
+    let (registry, topic, (id1, id2), dir) = setup("no-evolve").await;
     send(
         &topic,
         &[

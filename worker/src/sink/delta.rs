@@ -211,65 +211,20 @@ impl DeltaSink {
                     Transaction::new_with_last_update(self.app_id(tp), *o, Some(now_millis()))
                 })
                 .collect();
-            if let (Some(m), Some(b), Some(_)) = (self.merge.clone(), &batch, self.version()) {
-                match self.merge_into(&m, b, txns).await {
-                    Ok(version) => return Ok(version),
-                    Err(DeltaTableError::Transaction { source }) => {
-                        warn!(table = %self.uri, attempt, error = %source, "delta merge conflict, re-checking positions");
-                        continue;
-                    }
-                    Err(DeltaTableError::VersionAlreadyExists(v)) => {
-                        warn!(table = %self.uri, attempt, version = v, "delta version taken, re-checking positions");
-                        continue;
-                    }
-                    Err(e) => return Err(self.err(e)),
+            // Merge into an existing table, positions only when there are no rows, or append.
+            let outcome = match (self.merge.clone(), &batch, self.version()) {
+                (Some(m), Some(b), Some(_)) if b.num_rows() > 0 => {
+                    self.merge_into(&m, b, txns).await
                 }
-            }
-            if batch.as_ref().is_none_or(|b| b.num_rows() == 0) {
-                // No rows (every record bad, filtered or late): the positions still move,
-                // in a commit of `txn` actions only.
-                match self.commit_positions_only(txns).await {
-                    Ok(version) => return Ok(version),
-                    Err(DeltaTableError::Transaction { source }) => {
-                        warn!(table = %self.uri, attempt, error = %source, "delta commit conflict, re-checking positions");
-                        continue;
-                    }
-                    Err(DeltaTableError::VersionAlreadyExists(v)) => {
-                        warn!(table = %self.uri, attempt, version = v, "delta version taken, re-checking positions");
-                        continue;
-                    }
-                    Err(e) => return Err(self.err(e)),
+                (_, b, _) if b.as_ref().is_none_or(|b| b.num_rows() == 0) => {
+                    // Every record bad, filtered or late: the positions still move, in a
+                    // commit of `txn` actions only.
+                    self.commit_positions_only(txns).await
                 }
-            }
-            let batches: Vec<RecordBatch> = batch.clone().into_iter().collect();
-            let mut write = self
-                .table
-                .clone()
-                .write(batches)
-                .with_save_mode(SaveMode::Append)
-                .with_commit_properties(
-                    CommitProperties::default().with_application_transactions(txns),
-                );
-            if !self.partition_by.is_empty() {
-                write = write.with_partition_columns(self.partition_by.clone());
-            }
-            if self.add_columns {
-                write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
-            }
-            if self.version().is_none() && !self.table_properties.is_empty() {
-                write = write.with_configuration(
-                    self.table_properties
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Some(v.clone()))),
-                );
-            }
-            match write.await {
-                Ok(table) => {
-                    self.table = table;
-                    let version = self.version().unwrap_or(0);
-                    info!(table = %self.uri, version, "committed batch");
-                    return Ok(version);
-                }
+                _ => self.append(batch.clone(), txns).await,
+            };
+            match outcome {
+                Ok(version) => return Ok(version),
                 Err(DeltaTableError::Transaction { source }) => {
                     warn!(table = %self.uri, attempt, error = %source, "delta commit conflict, re-checking positions");
                 }
@@ -282,6 +237,39 @@ impl DeltaSink {
         Err(DeltaSinkError::Fenced {
             uri: self.uri.clone(),
         })
+    }
+
+    /// An append of `batch` with the `txn` actions in the same commit.
+    async fn append(
+        &mut self,
+        batch: Option<RecordBatch>,
+        txns: Vec<Transaction>,
+    ) -> Result<i64, DeltaTableError> {
+        let mut write = self
+            .table
+            .clone()
+            .write(batch.into_iter().collect::<Vec<_>>())
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(
+                CommitProperties::default().with_application_transactions(txns),
+            );
+        if !self.partition_by.is_empty() {
+            write = write.with_partition_columns(self.partition_by.clone());
+        }
+        if self.add_columns {
+            write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
+        }
+        if self.version().is_none() && !self.table_properties.is_empty() {
+            write = write.with_configuration(
+                self.table_properties
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Some(v.clone()))),
+            );
+        }
+        self.table = write.await?;
+        let version = self.version().unwrap_or(0);
+        info!(table = %self.uri, version, "committed batch");
+        Ok(version)
     }
 
     /// A commit of `txn` actions only; `-1` (nothing recorded) while the table does not

@@ -107,3 +107,34 @@ pub fn python_json<T: serde::de::DeserializeOwned>(script: &str, args: &[&str]) 
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Sends `(key, payload)` records to partition 0 of `topic`, one record per Kafka batch
+/// (tansu 0.6 needs that for restarts in the middle of the stream), in order.
+pub async fn send_in_order(topic: &str, records: &[(Option<String>, Vec<u8>)]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", spillway_e2e::kafka_bootstrap())
+        .set("linger.ms", "0")
+        .set("batch.num.messages", "1")
+        .set("enable.idempotence", "false")
+        .set("max.in.flight.requests.per.connection", "1")
+        .create()
+        .unwrap();
+    let sends = records.iter().map(|(key, payload)| {
+        let producer = producer.clone();
+        async move {
+            let mut record = FutureRecord::<String, _>::to(topic)
+                .payload(payload)
+                .partition(0);
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            producer
+                .send(record, Duration::from_secs(60))
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    });
+    futures::future::join_all(sends).await;
+}
