@@ -1,11 +1,13 @@
 //! I/O: server-side applies a pipeline's children with one field manager (ConfigMap first,
-//! then Deployment, Service, PodDisruptionBudget) and deletes children it no longer wants.
+//! then the Deployment or Job, Service, PodDisruptionBudget) and deletes children it no
+//! longer wants. An object under a child's name that the pipeline does not own is left
+//! alone: [`Error::NotOwned`], never a forced takeover.
 
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -14,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::info;
 
-use crate::build::{Children, FIELD_MANAGER, children_selector};
+use crate::build::{CONFIG_HASH_ANNOTATION, Children, FIELD_MANAGER, Workload, children_selector};
 
 /// Why applying or cleaning up children failed.
 #[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
@@ -39,6 +41,31 @@ pub enum Error {
         kind: String,
         /// Namespace listed.
         namespace: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// An object with a child's name exists and is not owned by the pipeline.
+    #[error(
+        "{kind} {namespace}/{name} exists and is not owned by this pipeline: it is left alone; delete or rename it, or rename the pipeline"
+    )]
+    NotOwned {
+        /// Kind of the object.
+        kind: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// Reading an object before applying it failed.
+    #[error("failed to read {kind} {namespace}/{name}: {source}")]
+    GetFailed {
+        /// Kind of the object.
+        kind: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
         /// The client error.
         #[source]
         source: kube::Error,
@@ -68,7 +95,9 @@ impl Error {
     /// object itself invalid (400 Bad Request, 422 Invalid).
     pub fn is_permanent(&self) -> bool {
         let source = match self {
+            Self::NotOwned { .. } => return true,
             Self::ApplyFailed { source, .. }
+            | Self::GetFailed { source, .. }
             | Self::ListFailed { source, .. }
             | Self::DeleteFailed { source, .. } => source,
         };
@@ -76,24 +105,124 @@ impl Error {
     }
 }
 
-/// Applies every child in order and returns the Deployment as the API server stored it
-/// (its `status` included).
-pub async fn apply_children(client: &Client, c: &Children) -> Result<Deployment, Error> {
-    ssa(client, &c.configmap).await?;
-    let deployment = ssa(client, &c.deployment).await?;
-    ssa(client, &c.service).await?;
+/// Applies every child in order (each only if the pipeline `owner_uid` owns it or it does
+/// not exist) and returns the workers' Deployment or Job as the API server stored it (its
+/// `status` included).
+pub async fn apply_children(
+    client: &Client,
+    c: &Children,
+    owner_uid: &str,
+) -> Result<Workload, Error> {
+    apply_owned(client, &c.configmap, owner_uid).await?;
+    let workload = match &c.workload {
+        Workload::Deployment(d) => {
+            Workload::Deployment(Box::new(apply_owned(client, d.as_ref(), owner_uid).await?))
+        }
+        Workload::Job(j) => Workload::Job(Box::new(
+            apply_job(client, j, &c.config_hash, owner_uid).await?,
+        )),
+    };
+    apply_owned(client, &c.service, owner_uid).await?;
     if let Some(pdb) = &c.pdb {
-        ssa(client, pdb).await?;
+        apply_owned(client, pdb, owner_uid).await?;
     }
-    Ok(deployment)
+    Ok(workload)
 }
 
-/// Applies the maintenance CronJobs and returns them as the API server stored them (their
-/// `status` says when each last ran).
-pub async fn apply_cronjobs(client: &Client, c: &Children) -> Result<Vec<CronJob>, Error> {
+/// A Job's pod template cannot change: a Job of an older pipeline file is deleted (its pods
+/// with it) and created anew; otherwise it is applied (parallelism, suspend).
+async fn apply_job(
+    client: &Client,
+    job: &Job,
+    config_hash: &str,
+    owner_uid: &str,
+) -> Result<Job, Error> {
+    if let Some(existing) = get_owned(client, job, owner_uid).await? {
+        let hash = existing
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(CONFIG_HASH_ANNOTATION));
+        if hash.map(String::as_str) != Some(config_hash) {
+            let namespace = job.namespace().unwrap_or_default();
+            let name = job.name_any();
+            info!(%namespace, %name, "the pipeline file changed: replacing the Job");
+            match Api::<Job>::namespaced(client.clone(), &namespace)
+                .delete(&name, &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(source) => {
+                    return Err(Error::DeleteFailed {
+                        kind: "Job".into(),
+                        namespace,
+                        name,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    ssa(client, job).await
+}
+
+/// The object under `obj`'s name, if any; [`Error::NotOwned`] when it is not the
+/// pipeline's.
+async fn get_owned<K>(client: &Client, obj: &K, owner_uid: &str) -> Result<Option<K>, Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let kind = K::kind(&()).to_string();
+    let existing = Api::<K>::namespaced(client.clone(), &namespace)
+        .get_opt(&name)
+        .await
+        .map_err(|source| Error::GetFailed {
+            kind: kind.clone(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+            source,
+        })?;
+    match existing {
+        Some(e) if !e.owner_references().iter().any(|o| o.uid == owner_uid) => {
+            Err(Error::NotOwned {
+                kind,
+                namespace,
+                name,
+            })
+        }
+        other => Ok(other),
+    }
+}
+
+async fn apply_owned<K>(client: &Client, obj: &K, owner_uid: &str) -> Result<K, Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    get_owned(client, obj, owner_uid).await?;
+    ssa(client, obj).await
+}
+
+/// Applies the maintenance CronJobs (those the pipeline owns or that do not exist) and
+/// returns them as the API server stored them (their `status` says when each last ran).
+pub async fn apply_cronjobs(
+    client: &Client,
+    c: &Children,
+    owner_uid: &str,
+) -> Result<Vec<CronJob>, Error> {
     let mut out = Vec::with_capacity(c.cronjobs.len());
     for job in &c.cronjobs {
-        out.push(ssa(client, job).await?);
+        out.push(apply_owned(client, job, owner_uid).await?);
     }
     Ok(out)
 }
@@ -116,12 +245,15 @@ pub async fn delete_orphans(
     };
     let mut deleted = vec![];
     deleted.extend(sweep.run::<ConfigMap>(&[&c.configmap]).await?);
-    deleted.extend(sweep.run::<Deployment>(&[&c.deployment]).await?);
+    let deployments: Vec<&Deployment> = c.workload.deployment().into_iter().collect();
+    deleted.extend(sweep.run::<Deployment>(&deployments).await?);
+    let jobs: Vec<&Job> = c.workload.job().into_iter().collect();
+    deleted.extend(sweep.run::<Job>(&jobs).await?);
     deleted.extend(sweep.run::<Service>(&[&c.service]).await?);
     let pdbs: Vec<&PodDisruptionBudget> = c.pdb.iter().collect();
     deleted.extend(sweep.run::<PodDisruptionBudget>(&pdbs).await?);
-    let jobs: Vec<&CronJob> = c.cronjobs.iter().collect();
-    deleted.extend(sweep.run::<CronJob>(&jobs).await?);
+    let cronjobs: Vec<&CronJob> = c.cronjobs.iter().collect();
+    deleted.extend(sweep.run::<CronJob>(&cronjobs).await?);
     Ok(deleted)
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{self, Controller};
@@ -195,6 +196,7 @@ async fn run_controllers(
             .with_config(controller::Config::default().debounce(Duration::from_secs(1)))
             .owns(children::<ConfigMap>(client, ns), owned.clone())
             .owns(children::<Deployment>(client, ns), owned.clone())
+            .owns(children::<Job>(client, ns), owned.clone())
             .owns(children::<Service>(client, ns), owned.clone())
             .owns(children::<PodDisruptionBudget>(client, ns), owned)
             .graceful_shutdown_on(shutdown.clone())

@@ -1,10 +1,11 @@
-//! I/O: reads what a pipeline's status depends on — its worker Deployment, the ready worker
-//! pods and each one's `/progress` — and never a Secret.
+//! I/O: reads what a pipeline's status depends on — its worker Deployment or Job, the worker
+//! pods (their termination messages) and each ready one's `/progress` — and never a Secret.
 
 use std::time::Duration;
 
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
@@ -12,7 +13,7 @@ use spillway_api::defaults::WORKER_HTTP_PORT;
 use tracing::debug;
 
 use crate::build::{CONTAINER_NAME, HTTP_PORT_NAME, selector_string};
-use crate::report::{PROGRESS_PATH, WorkerProgress};
+use spillway_api::report::{PROGRESS_PATH, WorkerCondition, WorkerProgress};
 
 /// Why the cluster could not be read.
 #[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
@@ -23,6 +24,17 @@ pub enum Error {
         /// Namespace.
         namespace: String,
         /// Deployment (= pipeline) name.
+        name: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Reading the worker Job failed.
+    #[error("failed to read job {namespace}/{name}: {source}")]
+    GetJobFailed {
+        /// Namespace.
+        namespace: String,
+        /// Job (= pipeline) name.
         name: String,
         /// The client error.
         #[source]
@@ -53,8 +65,24 @@ impl Error {
 pub struct Observed {
     /// The worker Deployment, when it exists.
     pub deployment: Option<Deployment>,
+    /// The worker Job (an `availableNow` pipeline), when it exists.
+    pub job: Option<Job>,
     /// Every ready worker pod and what its `/progress` answered.
     pub workers: Vec<Worker>,
+    /// The final states worker containers left in their termination messages (the last
+    /// run of each pod; a restarted container keeps its previous one).
+    pub terminated: Vec<Terminated>,
+}
+
+/// A worker container's final state, from its termination message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Terminated {
+    /// Pod name.
+    pub pod: String,
+    /// The exit code.
+    pub exit_code: i32,
+    /// What the worker wrote (`Completed`, `Failed`, `DataLoss` …).
+    pub condition: WorkerCondition,
 }
 
 /// A ready worker pod and its `/progress` answer.
@@ -66,8 +94,9 @@ pub struct Worker {
     pub report: Result<WorkerProgress, String>,
 }
 
-/// Reads pipeline `name`'s Deployment and, when it has ready replicas, the ready pods'
-/// `/progress` (concurrently, each bounded by `timeout`).
+/// Reads pipeline `name`'s Deployment and Job and, when either has pods, the pods: their
+/// termination messages, and the ready ones' `/progress` (concurrently, each bounded by
+/// `timeout`).
 pub async fn observe(
     client: &Client,
     http: &reqwest::Client,
@@ -83,15 +112,24 @@ pub async fn observe(
             name: name.into(),
             source,
         })?;
-    let ready = deployment
+    let job = Api::<Job>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::GetJobFailed {
+            namespace: namespace.into(),
+            name: name.into(),
+            source,
+        })?;
+    let deployment_pods = deployment
         .as_ref()
         .and_then(|d| d.status.as_ref())
-        .and_then(|s| s.ready_replicas)
+        .and_then(|s| s.replicas)
         .unwrap_or(0);
-    if ready == 0 {
+    if deployment_pods == 0 && job.is_none() {
         return Ok(Observed {
             deployment,
-            workers: vec![],
+            job,
+            ..Default::default()
         });
     }
     let pods = Api::<Pod>::namespaced(client.clone(), namespace)
@@ -102,6 +140,7 @@ pub async fn observe(
             name: name.into(),
             source,
         })?;
+    let terminated = pods.items.iter().filter_map(termination).collect();
     let targets: Vec<(String, String)> = pods
         .items
         .iter()
@@ -118,7 +157,35 @@ pub async fn observe(
     .await;
     Ok(Observed {
         deployment,
+        job,
         workers,
+        terminated,
+    })
+}
+
+/// The worker container's last termination with a message the worker wrote: its current
+/// state when it has ended, else — while it waits to be restarted — its previous run's.
+pub fn termination(p: &Pod) -> Option<Terminated> {
+    let status = p
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == CONTAINER_NAME)?;
+    let state = status.state.as_ref();
+    let running = state.is_some_and(|s| s.running.is_some());
+    let ended = match state.and_then(|s| s.terminated.as_ref()) {
+        Some(t) => t,
+        // A container that runs again has left its previous end behind.
+        None if running => return None,
+        None => status.last_state.as_ref()?.terminated.as_ref()?,
+    };
+    let condition = WorkerCondition::from_termination_message(ended.message.as_deref()?)?;
+    Some(Terminated {
+        pod: p.name_any(),
+        exit_code: ended.exit_code,
+        condition,
     })
 }
 

@@ -32,6 +32,12 @@ pub enum Reason {
     SchemaError,
     /// Children the pipeline no longer needs were deleted.
     OrphansDeleted,
+    /// An object under a child's name is not the pipeline's; nothing was applied.
+    ChildNotOwned,
+    /// The Job of an `availableNow` pipeline failed.
+    JobFailed,
+    /// The Job of an `availableNow` pipeline completed.
+    Completed,
 }
 
 impl Reason {
@@ -59,6 +65,39 @@ impl Notice {
             reason,
             note,
         }
+    }
+}
+
+/// The Event of an `availableNow` pipeline's Job: created (also anew after a change of
+/// the pipeline file), suspended or resumed.
+pub fn job_lifecycle(
+    before: Option<&k8s_openapi::api::batch::v1::Job>,
+    spec: &StreamingPipelineSpec,
+    name: &str,
+) -> Vec<Notice> {
+    let suspend = spec.effective_replicas() == 0;
+    let Some(j) = before else {
+        return vec![Notice::normal(
+            Reason::Created,
+            format!(
+                "created worker job {name} with parallelism {}",
+                spec.replicas.max(1)
+            ),
+        )];
+    };
+    match (
+        j.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false),
+        suspend,
+    ) {
+        (false, true) => vec![Notice::normal(
+            Reason::Suspended,
+            format!("suspended: job {name} stopped its workers"),
+        )],
+        (true, false) => vec![Notice::normal(
+            Reason::Resumed,
+            format!("resumed: job {name} runs its workers again"),
+        )],
+        _ => vec![],
     }
 }
 
@@ -112,6 +151,9 @@ pub fn problems(
         "WorkerFailed" => Reason::WorkerFailed,
         status::DATA_LOSS => Reason::DataLoss,
         status::SCHEMA_ERROR => Reason::SchemaError,
+        status::CHILD_NOT_OWNED => Reason::ChildNotOwned,
+        "JobFailed" => Reason::JobFailed,
+        "Completed" => Reason::Completed,
         _ => return vec![],
     };
     let old = status::find(before, READY);
@@ -119,7 +161,7 @@ pub fn problems(
         return vec![];
     }
     vec![Notice {
-        warning: true,
+        warning: reason != Reason::Completed,
         reason,
         note: ready.message.clone(),
     }]

@@ -13,8 +13,8 @@
 //! - [`validate`]: pure: `spillway validate`'s checks plus the in-cluster ones → [`validate::ValidPipeline`].
 //! - [`build`]: pure: the children — ConfigMap, Deployment, Service, PodDisruptionBudget.
 //! - [`apply`]: I/O: server-side apply of the children and removal of orphans.
-//! - [`report`]: pure: the worker's `/progress` JSON contract.
-//! - [`merge`]: pure: merges the workers' reports into one progress, lag and conditions.
+//! - [`merge`]: pure: merges the workers' reports (`spillway_api::report`) into one
+//!   progress, lag and conditions.
 //! - [`status`]: pure: phase, conditions, progress, lag and last error.
 //! - [`events`]: which Events to publish (pure) and a best-effort publisher.
 //! - [`leader`]: I/O: leader election on a `coordination.k8s.io` Lease.
@@ -33,6 +33,5 @@ pub mod leader;
 pub mod merge;
 pub mod metrics;
 pub mod reconcile;
-pub mod report;
 pub mod status;
 pub mod validate;

@@ -13,7 +13,7 @@ use spillway_api::{
     EventTimeStats, SinkProgress, SourceProgress, StreamingQueryProgress, TopicOffsets,
 };
 
-use crate::report::{WorkerConditionType, WorkerProgress};
+use spillway_api::report::{WorkerConditionType, WorkerProgress};
 
 /// The sink-metrics key prefix of per-pod latest batch ids.
 pub const BATCH_ID_METRIC_PREFIX: &str = "batchId.";
@@ -43,6 +43,31 @@ pub struct PodCondition {
 }
 
 impl Merged {
+    /// Adds the conditions of ended worker containers (their termination messages) that
+    /// the pod does not already report on `/progress`.
+    pub fn add_terminated(&mut self, ended: &[crate::dereference::Terminated]) {
+        for t in ended {
+            let Some(kind) = t.condition.kind() else {
+                continue;
+            };
+            if self
+                .conditions
+                .iter()
+                .any(|c| c.pod == t.pod && c.kind == kind)
+            {
+                continue;
+            }
+            self.conditions.push(PodCondition {
+                pod: t.pod.clone(),
+                kind,
+                reason: t.condition.reason.clone(),
+                message: t.condition.message.clone(),
+            });
+        }
+        self.conditions
+            .sort_by(|a, b| (a.kind, &a.pod).cmp(&(b.kind, &b.pod)));
+    }
+
     /// Conditions of one type.
     pub fn of(&self, kind: WorkerConditionType) -> impl Iterator<Item = &PodCondition> {
         self.conditions.iter().filter(move |c| c.kind == kind)
@@ -277,7 +302,7 @@ fn merge_event_time(ps: &[&StreamingQueryProgress]) -> Option<EventTimeStats> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::WorkerCondition;
+    use spillway_api::report::WorkerCondition;
 
     fn offsets(entries: &[(&str, &str, i64)]) -> TopicOffsets {
         let mut t = TopicOffsets::new();

@@ -14,9 +14,9 @@ use tracing::{debug, info, instrument, warn};
 use crate::context::Context;
 use crate::events::{self, Notice, Reason};
 use crate::merge::merge;
-use crate::report::WorkerProgress;
 use crate::status::{self, Observation};
 use crate::{apply, build, dereference, validate};
+use spillway_api::report::WorkerProgress;
 
 /// Why a reconciliation failed.
 #[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
@@ -161,12 +161,15 @@ async fn run(p: &StreamingPipeline, ctx: &Context) -> Result<(Action, &'static s
         .iter()
         .filter_map(|w| w.report.as_ref().ok().map(|r| (w.pod.as_str(), r)))
         .collect();
-    let merged = merge(&reports);
-    let observation = |invalid, deployment| Observation {
+    let mut merged = merge(&reports);
+    merged.add_terminated(&observed.terminated);
+    let observation = |invalid, not_owned, deployment, job| Observation {
         generation: p.meta().generation,
         spec: &p.spec,
         invalid,
+        not_owned,
         deployment,
+        job,
         workers: &observed.workers,
         merged: &merged,
         selector: &selector,
@@ -179,7 +182,12 @@ async fn run(p: &StreamingPipeline, ctx: &Context) -> Result<(Action, &'static s
         Err(problems) => {
             info!(%problems, "invalid spec: children left as they are");
             let status = status::compute(
-                &observation(Some(&problems), observed.deployment.as_ref()),
+                &observation(
+                    Some(&problems),
+                    None,
+                    observed.deployment.as_ref(),
+                    observed.job.as_ref(),
+                ),
                 previous,
             );
             for n in events::problems(previous, &status) {
@@ -194,11 +202,41 @@ async fn run(p: &StreamingPipeline, ctx: &Context) -> Result<(Action, &'static s
     let children = build::build_children(&valid)?;
 
     // apply
-    let deployment = apply::apply_children(&ctx.client, &children).await?;
-    let cronjobs = apply::apply_cronjobs(&ctx.client, &children).await?;
-    let mut notices = events::lifecycle(observed.deployment.as_ref(), &valid.spec, &name);
+    let workload = match apply::apply_children(&ctx.client, &children, &valid.owner.uid).await {
+        Ok(w) => w,
+        Err(e @ apply::Error::NotOwned { .. }) => {
+            let why = e.to_string();
+            info!(error = %why, "a child's name is taken: nothing applied");
+            let status = status::compute(
+                &observation(
+                    None,
+                    Some(&why),
+                    observed.deployment.as_ref(),
+                    observed.job.as_ref(),
+                ),
+                previous,
+            );
+            for n in events::problems(previous, &status) {
+                events::publish(&ctx.recorder, &regarding, &n).await;
+            }
+            finish(ctx, p, &namespace, status).await?;
+            // The other object is not watched: look again later.
+            return Ok((
+                Action::requeue(ctx.settings.progress_interval),
+                status::CHILD_NOT_OWNED,
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let cronjobs = apply::apply_cronjobs(&ctx.client, &children, &valid.owner.uid).await?;
+    let mut notices = match &children.workload {
+        build::Workload::Deployment(_) => {
+            events::lifecycle(observed.deployment.as_ref(), &valid.spec, &name)
+        }
+        build::Workload::Job(_) => events::job_lifecycle(observed.job.as_ref(), &valid.spec, &name),
+    };
     let spec_changed = previous.and_then(|s| s.observed_generation) != valid.generation;
-    if spec_changed || observed.deployment.is_none() {
+    if spec_changed || (observed.deployment.is_none() && observed.job.is_none()) {
         let deleted =
             apply::delete_orphans(&ctx.client, &namespace, &name, &valid.owner.uid, &children)
                 .await?;
@@ -212,14 +250,18 @@ async fn run(p: &StreamingPipeline, ctx: &Context) -> Result<(Action, &'static s
     }
 
     // status
-    let mut status = status::compute(&observation(None, Some(&deployment)), previous);
+    let mut status = status::compute(
+        &observation(None, None, workload.deployment(), workload.job()),
+        previous,
+    );
     status.maintenance = status::maintenance(&cronjobs);
     notices.extend(events::problems(previous, &status));
     for n in &notices {
         events::publish(&ctx.recorder, &regarding, n).await;
     }
     finish(ctx, p, &namespace, status).await?;
-    let action = if valid.spec.effective_replicas() == 0 {
+    let finished = workload.job().and_then(status::job_finished).is_some();
+    let action = if valid.spec.effective_replicas() == 0 || finished {
         Action::await_change()
     } else {
         Action::requeue(ctx.settings.progress_interval)

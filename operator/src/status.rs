@@ -3,7 +3,7 @@
 //! an unchanged world yields an equal status and no write.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use spillway_api::validate::Problems;
@@ -14,7 +14,7 @@ use spillway_api::{
 
 use crate::dereference::Worker;
 use crate::merge::{Merged, PodCondition};
-use crate::report::WorkerConditionType;
+use spillway_api::report::WorkerConditionType;
 
 /// Condition type: the workers run and commit.
 pub const READY: &str = "Ready";
@@ -28,6 +28,8 @@ pub const DATA_LOSS: &str = "DataLoss";
 pub const SCHEMA_ERROR: &str = "SchemaError";
 /// Reason of an invalid spec.
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Reason of a child name taken by an object the pipeline does not own.
+pub const CHILD_NOT_OWNED: &str = "ChildNotOwned";
 
 /// Everything the status is computed from.
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +42,11 @@ pub struct Observation<'a> {
     pub invalid: Option<&'a Problems>,
     /// The worker Deployment: as applied, or as found when the spec is invalid.
     pub deployment: Option<&'a Deployment>,
+    /// The worker Job of an `availableNow` pipeline: as applied, or as found.
+    pub job: Option<&'a Job>,
+    /// Why the children were not applied: an object under a child's name is not the
+    /// pipeline's (the apply error's message).
+    pub not_owned: Option<&'a str>,
     /// The ready workers and their `/progress` answers.
     pub workers: &'a [Worker],
     /// The merge of the answers.
@@ -64,12 +71,14 @@ pub fn compute(
     previous: Option<&StreamingPipelineStatus>,
 ) -> StreamingPipelineStatus {
     let desired = o.spec.effective_replicas();
-    let dstatus = o.deployment.and_then(|d| d.status.as_ref());
-    let replicas = dstatus.and_then(|s| s.replicas).unwrap_or(0);
-    let ready = dstatus.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let (replicas, ready) = counts(o);
     let progressing = o.invalid.is_none()
-        && o.deployment
-            .map_or(desired > 0, |d| !rolled_out(d, desired));
+        && o.not_owned.is_none()
+        && match (o.job, o.deployment) {
+            (Some(j), _) => job_finished(j).is_none() && replicas == 0 && desired > 0,
+            (None, Some(d)) => !rolled_out(d, desired),
+            (None, None) => desired > 0,
+        };
     let v = verdict(o, desired, ready, progressing);
 
     let prev_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
@@ -89,6 +98,15 @@ pub fn compute(
             INVALID_SPEC,
             "the spec is invalid: nothing is applied".into(),
         )
+    } else if o.not_owned.is_some() {
+        cond(
+            PROGRESSING,
+            false,
+            CHILD_NOT_OWNED,
+            "a child's name is taken: nothing is applied".into(),
+        )
+    } else if let Some(finished) = o.job.and_then(job_finished) {
+        cond(PROGRESSING, false, finished, "the Job has finished".into())
     } else if progressing {
         cond(
             PROGRESSING,
@@ -158,6 +176,51 @@ pub fn compute(
     }
 }
 
+/// Worker pods and ready ones, of the Deployment or the Job.
+fn counts(o: &Observation<'_>) -> (i32, i32) {
+    if let Some(s) = o.job.and_then(|j| j.status.as_ref()) {
+        return (s.active.unwrap_or(0), s.ready.unwrap_or(0));
+    }
+    let s = o.deployment.and_then(|d| d.status.as_ref());
+    (
+        s.and_then(|s| s.replicas).unwrap_or(0),
+        s.and_then(|s| s.ready_replicas).unwrap_or(0),
+    )
+}
+
+/// `Complete` or `Failed` when the Job has finished (its condition of that type is true).
+pub fn job_finished(j: &Job) -> Option<&'static str> {
+    let conditions = j.status.as_ref()?.conditions.as_ref()?;
+    let is = |t: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
+    if is("Complete") {
+        Some("Complete")
+    } else if is("Failed") {
+        Some("Failed")
+    } else {
+        None
+    }
+}
+
+/// The message of the Job's `Failed` condition.
+fn job_failure(j: &Job) -> String {
+    j.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Failed"))
+        .map(|c| {
+            format!(
+                "the Job failed: {}: {}",
+                c.reason.as_deref().unwrap_or_default(),
+                c.message.as_deref().unwrap_or_default()
+            )
+        })
+        .unwrap_or_else(|| "the Job failed".into())
+}
+
 fn verdict(o: &Observation<'_>, desired: i32, ready: i32, progressing: bool) -> Verdict {
     let v = |phase, reason, message: String| Verdict {
         phase,
@@ -168,6 +231,9 @@ fn verdict(o: &Observation<'_>, desired: i32, ready: i32, progressing: bool) -> 
     let unreachable: Vec<&Worker> = o.workers.iter().filter(|w| w.report.is_err()).collect();
     if let Some(problems) = o.invalid {
         return v(Phase::Failed, INVALID_SPEC, problems.to_string());
+    }
+    if let Some(why) = o.not_owned {
+        return v(Phase::Failed, CHILD_NOT_OWNED, why.to_string());
     }
     let failed = first(WorkerConditionType::Failed);
     if !failed.is_empty() {
@@ -197,6 +263,23 @@ fn verdict(o: &Observation<'_>, desired: i32, ready: i32, progressing: bool) -> 
         .iter()
         .filter_map(|w| w.report.as_ref().ok())
         .collect();
+    match o.job.and_then(job_finished) {
+        Some("Complete") => {
+            return v(
+                Phase::Completed,
+                "Completed",
+                "the availableNow run committed its end offsets".into(),
+            );
+        }
+        Some(_) => {
+            return v(
+                Phase::Failed,
+                "JobFailed",
+                o.job.map(job_failure).unwrap_or_default(),
+            );
+        }
+        None => {}
+    }
     let completed = o.spec.effective_trigger().is_available_now()
         && !o.workers.is_empty()
         && unreachable.is_empty()

@@ -7,8 +7,8 @@ use spillway_api::{StreamingQueryProgress, TriggerSpec};
 
 use super::*;
 use crate::merge::merge;
-use crate::report::{WorkerCondition, WorkerProgress};
 use crate::validate::tests::pipeline;
+use spillway_api::report::{WorkerCondition, WorkerProgress};
 
 /// A Deployment at `generation`, whose controller observed `observed`, with `n` pods of
 /// which `ready` are ready (all updated and available when rolled out).
@@ -77,7 +77,9 @@ fn run(
         generation: Some(2),
         spec,
         invalid,
+        not_owned: None,
         deployment: d,
+        job: None,
         workers,
         merged: &merged,
         selector: "sel",

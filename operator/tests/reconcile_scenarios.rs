@@ -13,11 +13,11 @@ use fixtures::*;
 use http::Method;
 use kube::runtime::controller::Action;
 use serde_json::json;
+use spillway_api::report::{QueryStatus, WorkerProgress};
 use spillway_api::{
     Phase, SinkProgress, SourceProgress, StreamingPipelineStatus, StreamingQueryProgress,
 };
 use spillway_operator::reconcile::{error_policy, reconcile};
-use spillway_operator::report::{QueryStatus, WorkerProgress};
 
 fn cond<'a>(
     s: &'a StreamingPipelineStatus,
@@ -180,6 +180,7 @@ async fn suspend_scales_to_zero_and_removes_the_budget() {
         .await;
         api.list(&deployments(), vec![owned("Deployment", "apps/v1", NAME)])
             .await;
+        api.list(&jobs(), vec![]).await;
         api.list(&services(), vec![owned("Service", "v1", NAME)])
             .await;
         api.list(
@@ -533,4 +534,105 @@ async fn maintenance_schedules_become_cronjobs_and_their_last_runs_show_in_statu
         ("2026-11-22T01:16:30Z", "Succeeded")
     );
     assert!(m.last_vacuum.is_none(), "never ran");
+}
+
+#[tokio::test]
+async fn a_child_name_taken_by_another_object_is_left_alone() {
+    let (ctx, mut api) = context();
+    let p = Arc::new(pipeline(1));
+    let pp = (*p).clone();
+    let script = tokio::spawn(async move {
+        api.get_deployment(None).await;
+        // Someone else's ConfigMap under the pipeline's ConfigMap name: read, never patched.
+        let foreign = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("{NAME}-pipeline"), "namespace": NS, "uid": "other"},
+            "data": {"theirs": "yes"}});
+        api.get(&format!("{}/{NAME}-pipeline", configmaps()), &foreign)
+            .await;
+        let event = api.event_with("Warning", "ChildNotOwned").await;
+        let status = api.status(&pp).await;
+        (event, status)
+    });
+    let action = reconcile(p, ctx.clone()).await.unwrap();
+    let (event, status) = finish(script).await;
+    assert_eq!(action, Action::requeue(ctx.settings.progress_interval));
+    assert_eq!(status.phase, Some(Phase::Failed));
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason, "ChildNotOwned");
+    assert!(
+        ready
+            .message
+            .contains("ConfigMap analytics/events-pipeline exists and is not owned"),
+        "{}",
+        ready.message
+    );
+    assert!(event["note"].as_str().unwrap().contains("left alone"));
+}
+
+/// An `availableNow` pipeline whose Job the controller manager reports `Complete`.
+#[tokio::test]
+async fn an_available_now_pipeline_runs_as_a_job_to_completed() {
+    let (ctx, mut api) = context();
+    let mut p = pipeline(1);
+    p.spec.trigger = Some(spillway_api::TriggerSpec {
+        available_now: Some(true),
+        ..Default::default()
+    });
+    p.status = Some(StreamingPipelineStatus {
+        observed_generation: Some(1),
+        ..Default::default()
+    });
+    let pp = p.clone();
+    let script = tokio::spawn(async move {
+        api.get_missing(&format!("{}/{NAME}", deployments())).await;
+        // The Job exists (of this pipeline file) and is complete; its pod succeeded.
+        let valid = spillway_operator::validate::validate(&pp).unwrap();
+        let hash = spillway_operator::build::build_children(&valid)
+            .unwrap()
+            .config_hash;
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": NAME, "namespace": NS,
+                         "ownerReferences": [{"apiVersion": "spillway.dev/v1alpha1", "kind": "StreamingPipeline",
+                                              "name": NAME, "uid": UID, "controller": true}]},
+            "spec": {"template": {"metadata": {"annotations": {"spillway.dev/config-hash": hash}},
+                                  "spec": {"containers": [{"name": "worker"}]}}},
+            "status": {"succeeded": 2, "conditions": [{"type": "Complete", "status": "True"}]}});
+        api.get(&format!("{}/{NAME}", jobs()), &job).await;
+        let done = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "events-x", "namespace": NS},
+            "status": {"phase": "Succeeded", "containerStatuses": [{"name": "worker", "ready": false,
+                "restartCount": 0, "image": "i", "imageID": "", "state": {"terminated": {"exitCode": 0,
+                "message": "{\"type\":\"Completed\",\"reason\":\"Completed\",\"message\":\"done\"}"}}}]}});
+        api.list_pods(vec![done]).await;
+        api.apply(&format!("{}/{NAME}-pipeline", configmaps()), None)
+            .await;
+        let body = api
+            .apply_existing(
+                &format!("{}/{NAME}", jobs()),
+                &job,
+                Some(job["status"].clone()),
+            )
+            .await;
+        api.apply(&format!("{}/{NAME}", services()), None).await;
+        let event = api.event_with("Normal", "Completed").await;
+        let status = api.status(&pp).await;
+        (body, event, status)
+    });
+    let action = reconcile(Arc::new(p), ctx).await.unwrap();
+    let (job, event, status) = finish(script).await;
+    assert_eq!(action, Action::await_change());
+    assert_eq!(job["spec"]["backoffLimit"], 0);
+    assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    assert_eq!(status.phase, Some(Phase::Completed));
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("committed its end offsets")
+    );
 }

@@ -55,18 +55,13 @@ impl Checkpoint {
         options: &std::collections::HashMap<String, String>,
     ) -> Result<Self, CheckpointError> {
         let uri = url.to_string();
-        let (store, prefix) =
-            object_store::parse_url_opts(url, options.iter()).map_err(|source| {
-                CheckpointError::Store {
-                    uri: uri.clone(),
-                    source,
-                }
-            })?;
-        Ok(Self {
-            store: Arc::from(store),
-            prefix,
-            uri,
-        })
+        let (store, prefix) = crate::storage::object_store(url, options).map_err(|source| {
+            CheckpointError::Store {
+                uri: uri.clone(),
+                source,
+            }
+        })?;
+        Ok(Self { store, prefix, uri })
     }
 
     fn path(&self, name: &str) -> Path {

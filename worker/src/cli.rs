@@ -46,9 +46,20 @@ pub enum Command {
         /// Manifest file.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
-        /// Address of the `/progress`, `/metrics`, `/healthz`, `/readyz` server.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// Address of the `/progress`, `/metrics`, `/healthz`, `/readyz` server, `HOST:PORT`
+        /// (an IPv6 host with or without brackets). The operator's pods pass their pod IP.
+        #[arg(
+            long,
+            env = "SPILLWAY_HTTP_ADDR",
+            default_value = "0.0.0.0:8080",
+            value_parser = parse_http_addr
+        )]
         http: std::net::SocketAddr,
+        /// Write the final state here as one line of JSON when the run ends by itself
+        /// (`Completed`, or `Failed`/`DataLoss` with the reason): a Kubernetes container's
+        /// termination message, which the operator reads after the process is gone.
+        #[arg(long, env = "SPILLWAY_TERMINATION_LOG")]
+        termination_log: Option<PathBuf>,
     },
     /// The main job on embedded defaults, with nothing installed: an in-process Kafka
     /// (librdkafka's mock cluster), the load generator, and the HsuTestEvent pipeline into a
@@ -238,6 +249,19 @@ pub enum BenchCommand {
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     spillway_api::validate::parse_duration(s)
         .ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 2m"))
+}
+
+/// `HOST:PORT`, also with a bare IPv6 host (`fd00::7:8080`, as `$(POD_IP):8080` expands
+/// on an IPv6 cluster).
+pub fn parse_http_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let bad = || format!("invalid address {s:?}: use HOST:PORT, e.g. 0.0.0.0:8080");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let ip: std::net::IpAddr = host.trim_matches(['[', ']']).parse().map_err(|_| bad())?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    Ok(std::net::SocketAddr::new(ip, port))
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -438,7 +462,7 @@ fn print_problems(file: &std::path::Path, e: &crate::manifest::ManifestError) {
 }
 
 /// `spillway run`.
-pub async fn run(file: PathBuf, http: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+pub async fn run(file: PathBuf, serve: crate::runner::Serve) -> anyhow::Result<ExitCode> {
     let loaded = match crate::manifest::load(&file) {
         Ok(l) => l,
         Err(e) => {
@@ -450,14 +474,8 @@ pub async fn run(file: PathBuf, http: std::net::SocketAddr) -> anyhow::Result<Ex
     crate::runner::cancel_on_signals(shutdown.clone());
     let print: crate::engine::BatchCallback =
         std::sync::Arc::new(|r| println!("{}", crate::runner::batch_line(r)));
-    match crate::runner::run_pipeline(
-        &loaded,
-        Some(http),
-        shutdown,
-        Default::default(),
-        Some(print),
-    )
-    .await
+    match crate::runner::run_pipeline(&loaded, &serve, shutdown, Default::default(), Some(print))
+        .await
     {
         Ok(s) => {
             println!(
@@ -469,8 +487,12 @@ pub async fn run(file: PathBuf, http: std::net::SocketAddr) -> anyhow::Result<Ex
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
+        Err(crate::runner::RunError::Engine(e)) => {
             eprintln!("pipeline failed ({}): {e}", <&'static str>::from(&e));
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("spillway run: {e}");
             Ok(ExitCode::FAILURE)
         }
     }
@@ -500,34 +522,37 @@ pub async fn demo(
         dir.join("hsutest").display()
     );
     println!("progress: http://{http}/progress   metrics: http://{http}/metrics   (Ctrl-C stops)");
-    let producer = tokio::spawn(crate::runner::produce_into(bootstrap.clone(), count, rps));
+    let tally = crate::runner::DemoTally::default();
+    let producer = tokio::spawn(crate::runner::produce_into(
+        bootstrap.clone(),
+        count,
+        rps,
+        tally.clone(),
+    ));
     let manifest = crate::runner::demo_manifest(&bootstrap, &dir);
     let loaded = crate::manifest::load_str(&manifest, std::path::Path::new("demo.yaml"), &dir)?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     crate::runner::cancel_on_signals(shutdown.clone());
-    let stopper = shutdown.clone();
-    tokio::spawn(async move {
-        crate::runner::sleep_or_forever(Some(duration)).await;
-        stopper.cancel();
+    tokio::spawn(crate::runner::stop_demo(
+        tally.clone(),
+        duration,
+        shutdown.clone(),
+    ));
+    let counter = tally.clone();
+    let print: crate::engine::BatchCallback = std::sync::Arc::new(move |r| {
+        counter.committed(r.sink.num_output_rows);
+        println!("{}", crate::runner::batch_line(r));
     });
-    let print: crate::engine::BatchCallback =
-        std::sync::Arc::new(|r| println!("{}", crate::runner::batch_line(r)));
-    let summary = crate::runner::run_pipeline(
-        &loaded,
-        Some(http),
-        shutdown,
-        Default::default(),
-        Some(print),
-    )
-    .await;
+    let serve = crate::runner::Serve {
+        http: Some(http),
+        termination_log: None,
+    };
+    let summary =
+        crate::runner::run_pipeline(&loaded, &serve, shutdown, Default::default(), Some(print))
+            .await;
     producer.abort();
     let summary = summary?;
-    println!(
-        "\ndemo finished: {} batches, {} rows committed, table version {}",
-        summary.batches,
-        summary.rows,
-        summary.table_version.map_or("-".into(), |v| v.to_string())
-    );
+    println!("\n{}", tally.verdict(&summary, duration));
     if summary.batches > 0 {
         println!(
             "{}",

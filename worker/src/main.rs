@@ -25,8 +25,16 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Bench(cmd) => cli::bench(cmd),
         Command::Maintain(cmd) => tokio::runtime::Runtime::new()?.block_on(cli::maintain(cmd)),
         Command::Produce(a) => tokio::runtime::Runtime::new()?.block_on(cli::produce(a)),
-        Command::Run { file, http } => {
-            tokio::runtime::Runtime::new()?.block_on(cli::run(file, http))
+        Command::Run {
+            file,
+            http,
+            termination_log,
+        } => {
+            let serve = spillway_worker::runner::Serve {
+                http: Some(http),
+                termination_log,
+            };
+            tokio::runtime::Runtime::new()?.block_on(cli::run(file, serve))
         }
         Command::Demo {
             duration,

@@ -1,83 +1,40 @@
-//! Progress: Spark-style reports per batch, the query status, and the shared state the
-//! worker's `/progress` endpoint serves (the contract the operator reads).
+//! Progress: the shared state the worker's `/progress` endpoint serves — Spark-style reports
+//! per batch, the query status and conditions — as the `spillway_api::report` contract the
+//! operator reads.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
 use spillway_api::StreamingQueryProgress;
+pub use spillway_api::report::{QueryStatus, WorkerCondition, WorkerConditionType, WorkerProgress};
 
 /// Reports kept in memory and served as `recent`.
 pub const RECENT: usize = 100;
 
-/// Spark's `StreamingQueryStatus`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct QueryStatus {
-    /// e.g. "Waiting for data to arrive", "Processing new data".
-    pub message: String,
-    /// Whether records are waiting to be processed.
-    pub is_data_available: bool,
-    /// Whether a batch is being processed.
-    pub is_trigger_active: bool,
-}
+/// Shared progress state (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct ProgressState(Arc<RwLock<WorkerProgress>>);
 
-/// A condition a worker reports (the operator surfaces it on the resource).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct WorkerCondition {
-    /// `DataLoss`, `SchemaError` or `Failed`.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// CamelCase reason.
-    pub reason: String,
-    /// Message without secrets.
-    pub message: String,
-}
-
-/// The `/progress` document.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ProgressDoc {
-    /// The latest report.
-    pub latest: Option<StreamingQueryProgress>,
-    /// Up to [`RECENT`] reports, oldest first.
-    pub recent: VecDeque<StreamingQueryProgress>,
-    /// The query status.
-    pub status: QueryStatus,
-    /// Conditions (empty when healthy).
-    pub conditions: Vec<WorkerCondition>,
-    /// Records behind the high watermarks, summed over this worker's partitions.
-    pub lag: Option<i64>,
-}
-
-impl Default for ProgressDoc {
+impl Default for ProgressState {
     fn default() -> Self {
-        Self {
-            latest: None,
-            recent: VecDeque::new(),
+        Self(Arc::new(RwLock::new(WorkerProgress {
             status: QueryStatus {
                 message: "Initializing sources".into(),
                 is_data_available: false,
                 is_trigger_active: false,
             },
-            conditions: Vec::new(),
-            lag: None,
-        }
+            ..Default::default()
+        })))
     }
 }
-
-/// Shared progress state (cheap to clone).
-#[derive(Debug, Clone, Default)]
-pub struct ProgressState(Arc<RwLock<ProgressDoc>>);
 
 impl ProgressState {
     /// Records a batch's report.
     pub fn report(&self, p: StreamingQueryProgress, lag: Option<i64>) {
         if let Ok(mut d) = self.0.write() {
-            d.recent.push_back(p.clone());
-            while d.recent.len() > RECENT {
-                d.recent.pop_front();
+            d.recent.push(p.clone());
+            if d.recent.len() > RECENT {
+                let extra = d.recent.len() - RECENT;
+                d.recent.drain(..extra);
             }
             d.latest = Some(p);
             d.lag = lag;
@@ -93,19 +50,40 @@ impl ProgressState {
             };
         }
     }
-    /// Adds a condition.
-    pub fn condition(&self, type_: &str, reason: &str, message: &str) {
+    /// Sets the condition of a type (replacing an earlier one of that type).
+    pub fn condition(&self, kind: WorkerConditionType, reason: &str, message: &str) {
         if let Ok(mut d) = self.0.write() {
-            d.conditions.retain(|c| c.type_ != type_);
-            d.conditions.push(WorkerCondition {
-                type_: type_.into(),
-                reason: reason.into(),
-                message: message.into(),
-            });
+            d.conditions.retain(|c| c.kind() != Some(kind));
+            d.conditions
+                .push(WorkerCondition::new(kind, reason, message));
         }
     }
     /// A snapshot of the document.
-    pub fn snapshot(&self) -> ProgressDoc {
+    pub fn snapshot(&self) -> WorkerProgress {
         self.0.read().map(|d| d.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the worker serves parses on the operator's side (the same type), through JSON.
+    #[test]
+    fn the_served_document_parses_as_the_operator_reads_it() {
+        let state = ProgressState::default();
+        state.condition(WorkerConditionType::DataLoss, "DataLoss", "t/0 lost 0..5");
+        state.condition(WorkerConditionType::Completed, "Completed", "done");
+        let json = serde_json::to_string(&state.snapshot()).unwrap();
+        let read: WorkerProgress = serde_json::from_str(&json).unwrap();
+        let kinds: Vec<_> = read.conditions.iter().map(|c| c.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                Some(WorkerConditionType::DataLoss),
+                Some(WorkerConditionType::Completed)
+            ]
+        );
+        assert_eq!(read.status.message, "Initializing sources");
     }
 }

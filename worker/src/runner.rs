@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
@@ -14,8 +14,9 @@ use crate::engine::{self, BatchCallback, EngineError, RunOptions, RunSummary};
 use crate::http::{self, HttpState};
 use crate::manifest::LoadedPipeline;
 use crate::metrics::WorkerMetrics;
-use crate::progress::ProgressState;
+use crate::progress::{ProgressState, WorkerCondition, WorkerConditionType};
 use crate::secrets::EnvSecrets;
+use crate::source::SourceError;
 
 /// Cancels `token` on SIGINT or SIGTERM.
 pub fn cancel_on_signals(token: CancellationToken) {
@@ -43,43 +44,101 @@ pub fn cancel_on_signals(token: CancellationToken) {
     });
 }
 
+/// Where a run serves and reports, besides its stdout.
+#[derive(Debug, Clone, Default)]
+pub struct Serve {
+    /// Address of the `/progress`, `/metrics`, `/healthz`, `/readyz` server; none serves.
+    pub http: Option<SocketAddr>,
+    /// A file the final state is written to as one line of JSON (a
+    /// [`spillway_api::report::WorkerCondition`]), as a Kubernetes container's termination
+    /// message: `Completed` after an `availableNow` run, `DataLoss` or `Failed` with the
+    /// reason when the run failed. Nothing is written after a stop by signal.
+    pub termination_log: Option<PathBuf>,
+}
+
+/// Why a run could not start or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The HTTP server could not listen (the pod's probes and the operator would never
+    /// reach the worker, so the run does not start).
+    #[error("failed to serve http on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pipeline failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
 /// Runs a loaded pipeline with its HTTP server; `on_batch` sees each report.
 pub async fn run_pipeline(
     loaded: &LoadedPipeline,
-    http_addr: Option<SocketAddr>,
+    serve: &Serve,
     shutdown: CancellationToken,
     consumer_overrides: std::collections::BTreeMap<String, String>,
     print: Option<BatchCallback>,
-) -> Result<RunSummary, EngineError> {
+) -> Result<RunSummary, RunError> {
     let name = loaded.pipeline.metadata.name.clone().unwrap_or_default();
     let mut registry = Registry::default();
     let metrics = Arc::new(WorkerMetrics::register(&mut registry));
     let progress = ProgressState::default();
     let ready = Arc::new(AtomicBool::new(false));
-    if let Some(addr) = http_addr {
+    if let Some(addr) = serve.http {
         let state = HttpState {
             progress: progress.clone(),
             registry: Arc::new(registry),
             ready: ready.clone(),
         };
-        match http::serve(addr, state, shutdown.clone()).await {
-            Ok(bound) => tracing::info!(%bound, "serving /progress, /metrics, /healthz, /readyz"),
-            Err(e) => tracing::warn!(%addr, error = %e, "http server not started"),
-        }
+        let bound = http::serve(addr, state, shutdown.clone())
+            .await
+            .map_err(|source| RunError::Bind { addr, source })?;
+        tracing::info!(%bound, "serving /progress, /metrics, /healthz, /readyz");
     }
-    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    ready.store(true, Ordering::Relaxed);
     let opts = RunOptions {
         secrets: Arc::new(EnvSecrets),
         consumer_overrides,
         on_batch: print,
         metrics: Some(metrics.clone()),
     };
-    let result = engine::run(loaded, opts, progress.clone(), shutdown).await;
-    if let Err(e) = &result {
-        metrics.batch_outcome(&name, "failed");
-        progress.condition("Failed", e.into(), &e.to_string());
+    let available_now = loaded.pipeline.spec.effective_trigger().is_available_now();
+    let result = engine::run(loaded, opts, progress.clone(), shutdown.clone()).await;
+    let last = match &result {
+        Err(e) => {
+            metrics.batch_outcome(&name, "failed");
+            let lost = matches!(e, EngineError::Source(SourceError::DataLoss { .. }));
+            let (kind, reason) = if lost {
+                (WorkerConditionType::DataLoss, "DataLoss")
+            } else {
+                (WorkerConditionType::Failed, e.into())
+            };
+            progress.condition(WorkerConditionType::Failed, reason, &e.to_string());
+            Some(WorkerCondition::new(kind, reason, &e.to_string()))
+        }
+        Ok(s) if available_now && !shutdown.is_cancelled() => {
+            let message = format!(
+                "the availableNow run committed its end offsets: {} batches, {} rows",
+                s.batches, s.rows
+            );
+            progress.condition(WorkerConditionType::Completed, "Completed", &message);
+            Some(WorkerCondition::new(
+                WorkerConditionType::Completed,
+                "Completed",
+                &message,
+            ))
+        }
+        Ok(_) => None,
+    };
+    if let (Some(path), Some(c)) = (&serve.termination_log, last)
+        && let Err(e) = std::fs::write(path, c.to_termination_message())
+    {
+        tracing::warn!(path = %path.display(), error = %e, "could not write the termination message");
     }
-    result
+    Ok(result?)
 }
 
 /// One line per batch, for terminals.
@@ -151,7 +210,9 @@ pub async fn table_summary(table_dir: &Path) -> Result<String, deltalake::DeltaT
     ctx.register_table("hsutest", table.table_provider().await?)
         .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
     let batches = ctx
-        .sql("SELECT count(*) AS rows, count(DISTINCT \"user\") AS users FROM hsutest")
+        .sql("SELECT count(*) AS rows, \
+         (SELECT count(*) FROM (SELECT DISTINCT _partition, _offset FROM hsutest)) AS distinct_offsets, \
+         count(DISTINCT \"user\") AS users FROM hsutest")
         .await
         .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?
         .collect()
@@ -178,11 +239,76 @@ fn arrow_cast_display(batches: &[arrow_array::RecordBatch]) -> String {
         .map_or_else(|e| e.to_string(), |t| t.to_string())
 }
 
-/// Keeps a mock cluster alive while the demo runs.
+/// What the demo produced and committed so far (cheap to clone, shared by the producer,
+/// the batch printer and the stopper).
+#[derive(Debug, Clone, Default)]
+pub struct DemoTally(Arc<DemoCounts>);
+
+#[derive(Debug, Default)]
+struct DemoCounts {
+    produced: std::sync::atomic::AtomicU64,
+    producer_done: AtomicBool,
+    committed: std::sync::atomic::AtomicI64,
+}
+
+impl DemoTally {
+    /// Rows a batch committed.
+    pub fn committed(&self, rows: i64) {
+        self.0.committed.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Whether the producer is done and every record it produced is committed.
+    pub fn all_committed(&self) -> bool {
+        self.0.producer_done.load(Ordering::Relaxed)
+            && self.0.committed.load(Ordering::Relaxed)
+                >= i64::try_from(self.0.produced.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+    }
+
+    /// The closing line: how many of the produced records were committed, and what became
+    /// of the rest.
+    pub fn verdict(&self, s: &RunSummary, limit: Duration) -> String {
+        let produced = self.0.produced.load(Ordering::Relaxed);
+        let version = s.table_version.map_or("-".into(), |v| v.to_string());
+        let left = i64::try_from(produced).unwrap_or(i64::MAX) - s.rows;
+        if left <= 0 {
+            format!(
+                "demo finished: {} rows committed in {} batches (table version {version}): all \
+                 {produced} produced records, each once",
+                s.rows, s.batches
+            )
+        } else {
+            format!(
+                "demo stopped after {}s: {} rows committed in {} batches (table version \
+                 {version}) of {produced} produced records; the other {left} were still in \
+                 Kafka, not lost: a run against a real broker goes on from the table's \
+                 offsets (try --duration 60s)",
+                limit.as_secs(),
+                s.rows,
+                s.batches
+            )
+        }
+    }
+}
+
+/// Stops the demo once every produced record is committed, or after `limit`.
+pub async fn stop_demo(tally: DemoTally, limit: Duration, stop: CancellationToken) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if tally.all_committed() || tokio::time::Instant::now() >= deadline {
+            stop.cancel();
+            return;
+        }
+    }
+}
+
+/// Produces the demo's records into the mock cluster, counting them in `tally`.
 pub async fn produce_into(
     bootstrap: String,
     count: u64,
     rps: u64,
+    tally: DemoTally,
 ) -> Result<crate::produce::ProduceSummary, crate::produce::ProduceError> {
     let opts = crate::produce::ProduceOptions {
         bootstrap,
@@ -197,13 +323,11 @@ pub async fn produce_into(
         partitions: None,
         properties: vec![],
     };
-    crate::produce::produce(&opts, |_, _, _| {}).await
-}
-
-/// Sleeps for `d` or forever.
-pub async fn sleep_or_forever(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending::<()>().await,
-    }
+    let counts = tally.0.clone();
+    let result = crate::produce::produce(&opts, |n, _, _| {
+        counts.produced.store(n, Ordering::Relaxed);
+    })
+    .await;
+    tally.0.producer_done.store(true, Ordering::Relaxed);
+    result
 }

@@ -1,7 +1,17 @@
-//! Pure: object-store options (delta-rs / object_store keys) from `spec.storage` and
-//! resolved secrets, and URI normalisation (local paths become `file://` URLs).
+//! Object-store settings: options (delta-rs / object_store keys) from `spec.storage` and
+//! resolved secrets (pure), URI normalisation (local paths become `file://` URLs), and the
+//! one constructor of every object store the worker opens besides the Delta table itself
+//! (checkpoint, Parquet dataset), so all of them take credentials the same way as Delta.
+//!
+//! Credentials: from `credentialsSecretRef` when given; otherwise the standard AWS chain —
+//! environment (`AWS_ACCESS_KEY_ID`, …), web identity (`AWS_WEB_IDENTITY_TOKEN_FILE` +
+//! `AWS_ROLE_ARN`, i.e. IRSA), container credentials (EKS Pod Identity, ECS), profile and
+//! instance metadata — through delta-rs's S3 factory for every store alike.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
 
 use spillway_api::StorageSpec;
 use url::Url;
@@ -24,12 +34,17 @@ pub enum StorageError {
     },
 }
 
+/// The object_store key of the conditional-put mode (`etag` unless `storage.options` says
+/// otherwise).
+pub const CONDITIONAL_PUT: &str = "aws_conditional_put";
+
 /// The options object_store and delta-rs understand, from the spec.
 pub fn options(
     spec: Option<&StorageSpec>,
     secrets: &dyn SecretSource,
 ) -> Result<HashMap<String, String>, StorageError> {
-    let mut o = HashMap::new();
+    // Delta commits on S3 are put-if-absent (`If-None-Match`), never an unsafe rename.
+    let mut o = HashMap::from([(CONDITIONAL_PUT.to_string(), "etag".to_string())]);
     let Some(s) = spec else { return Ok(o) };
     if let Some(opts) = &s.options {
         o.extend(opts.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -63,6 +78,40 @@ pub fn options(
         }
     }
     Ok(o)
+}
+
+/// The object store of `url` and the path of `url` inside it: `s3://`/`s3a://` through
+/// delta-rs's S3 factory (the credential chain of the Delta sink), other schemes (`file://`,
+/// `memory://`) through object_store.
+pub fn object_store(
+    url: &Url,
+    options: &HashMap<String, String>,
+) -> Result<(Arc<dyn ObjectStore>, object_store::path::Path), object_store::Error> {
+    deltalake::aws::register_handlers(None);
+    let generic = |e: deltalake::DeltaTableError| match e {
+        deltalake::DeltaTableError::ObjectStore { source } => source,
+        other => object_store::Error::Generic {
+            store: "object store",
+            source: Box::new(other),
+        },
+    };
+    let scheme =
+        Url::parse(&format!("{}://", url.scheme())).map_err(|e| object_store::Error::Generic {
+            store: "object store",
+            source: Box::new(e),
+        })?;
+    match deltalake::logstore::object_store_factories().get(&scheme) {
+        Some(factory) => {
+            let config = deltalake::logstore::StorageConfig::parse_options(options.iter())
+                .map_err(generic)?;
+            factory
+                .value()
+                .parse_url_opts(url, &config)
+                .map_err(generic)
+        }
+        None => object_store::parse_url_opts(url, options.iter())
+            .map(|(store, path)| (Arc::from(store), path)),
+    }
 }
 
 /// A URL for a spec URI: `s3://…` and `file://…` as they are, a local path (relative to

@@ -78,9 +78,9 @@ is new); the controller lists and watches every child kind it owns.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# spec.maintenance: the `spillway maintain` CronJobs.
+# The Job of an availableNow pipeline, and spec.maintenance's `spillway maintain` CronJobs.
 - apiGroups: ["batch"]
-  resources: ["cronjobs"]
+  resources: ["jobs", "cronjobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]

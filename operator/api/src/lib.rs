@@ -7,6 +7,8 @@
 //! - [`sink`]: `spec.sink`, `spec.checkpoint`, `spec.storage`, `spec.errors`.
 //! - [`runtime`]: `spec.worker` pod settings and `spec.maintenance` schedules.
 //! - [`status`]: `status`, its conditions and Spark-style `StreamingQueryProgress`.
+//! - [`report`]: the worker's `/progress` document and termination message, which the
+//!   operator reads (the one contract between the two binaries).
 //! - [`defaults`]: every default value, in one place; the CRD schema carries the same values.
 //! - [`rules`]: the CEL rules of the CRD and their messages, shared with [`validate`].
 //! - [`validate`]: pure: the same invariants in Rust, with field paths, for clusterless use.
@@ -20,6 +22,7 @@ pub mod defaults;
 pub mod format;
 pub mod manifest;
 pub mod pipeline;
+pub mod report;
 pub mod rules;
 pub mod runtime;
 pub mod sink;

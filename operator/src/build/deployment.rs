@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ProjectedVolumeSource, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
-    VolumeProjection,
+    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, SeccompProfile, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -33,6 +33,12 @@ pub const HTTP_PORT_NAME: &str = "http";
 pub const CONFIG_HASH_ANNOTATION: &str = "spillway.dev/config-hash";
 /// The non-root user and group the worker runs as (distroless `nonroot`).
 pub const RUN_AS: i64 = 65532;
+/// The environment variable with the pod's IP (downward API), expanded in the worker's
+/// `--http` argument.
+pub const POD_IP_ENV: &str = "POD_IP";
+/// Where the worker writes its final state, which the kubelet keeps in the container's
+/// status as the termination message (the Kubernetes default path).
+pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 /// Seconds a worker gets to finish its batch after SIGTERM.
 pub const TERMINATION_GRACE_SECONDS: i64 = 60;
 
@@ -41,10 +47,32 @@ const TMP_VOLUME: &str = "tmp";
 
 /// The worker Deployment, named after the pipeline; `replicas` is 0 when suspended.
 pub fn build_deployment(v: &ValidPipeline, config_hash: &str) -> Deployment {
+    Deployment {
+        metadata: child_meta(v, v.name.clone()),
+        spec: DeploymentSpec {
+            replicas: Some(v.spec.effective_replicas()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&v.name)),
+                ..Default::default()
+            },
+            template: build_pod_template(v, config_hash, None),
+            revision_history_limit: Some(3),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The worker pod template of the Deployment (`restart_policy` `None`: the default,
+/// `Always`) and of the Job of an `availableNow` pipeline (`Never`).
+pub fn build_pod_template(
+    v: &ValidPipeline,
+    config_hash: &str,
+    restart_policy: Option<&str>,
+) -> PodTemplateSpec {
     let worker = v.spec.worker.clone().unwrap_or_default();
-    let selector = selector_labels(&v.name);
     let mut labels = worker.labels.clone();
-    labels.extend(selector.clone());
+    labels.extend(selector_labels(&v.name));
     let mut annotations = worker.annotations.clone();
     annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.into());
 
@@ -65,28 +93,16 @@ pub fn build_deployment(v: &ValidPipeline, config_hash: &str) -> Deployment {
         tolerations: (!worker.tolerations.is_empty()).then(|| worker.tolerations.clone()),
         affinity: worker.affinity.clone(),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        restart_policy: restart_policy.map(Into::into),
         ..Default::default()
     };
-    Deployment {
-        metadata: child_meta(v, v.name.clone()),
-        spec: DeploymentSpec {
-            replicas: Some(v.spec.effective_replicas()),
-            selector: LabelSelector {
-                match_labels: Some(selector),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    annotations: Some(annotations),
-                    ..Default::default()
-                }),
-                spec: Some(pod),
-            },
-            revision_history_limit: Some(3),
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            annotations: Some(annotations),
             ..Default::default()
-        },
-        ..Default::default()
+        }),
+        spec: Some(pod),
     }
 }
 
@@ -109,7 +125,20 @@ fn container(spec: &StreamingPipelineSpec, worker: &WorkerSpec) -> Container {
         failure_threshold: Some(3),
         ..Default::default()
     };
-    let mut env = secret_env(spec);
+    // The pod's own address: the worker listens there, where the kubelet's probes, the
+    // operator (`/progress`) and Prometheus reach it.
+    let mut env = vec![EnvVar {
+        name: POD_IP_ENV.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "status.podIP".into(),
+                api_version: None,
+            }),
+            ..Default::default()
+        }),
+    }];
+    env.extend(secret_env(spec));
     env.extend(worker.env.iter().cloned());
     Container {
         name: CONTAINER_NAME.into(),
@@ -119,7 +148,11 @@ fn container(spec: &StreamingPipelineSpec, worker: &WorkerSpec) -> Container {
             "run".into(),
             "-f".into(),
             format!("{CONFIG_DIR}/{PIPELINE_FILE}"),
+            format!("--http=$({POD_IP_ENV}):{WORKER_HTTP_PORT}"),
+            format!("--termination-log={TERMINATION_MESSAGE_PATH}"),
         ]),
+        termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         ports: Some(vec![ContainerPort {
             name: Some(HTTP_PORT_NAME.into()),
             container_port: WORKER_HTTP_PORT,
@@ -269,7 +302,7 @@ fn tmp_volume() -> Volume {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::validate::{ValidPipeline, tests::pipeline, validate};
     use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
@@ -354,7 +387,9 @@ mod tests {
                 &[
                     "run".to_string(),
                     "-f".into(),
-                    "/etc/spillway/pipeline.yaml".into()
+                    "/etc/spillway/pipeline.yaml".into(),
+                    "--http=$(POD_IP):8080".into(),
+                    "--termination-log=/dev/termination-log".into(),
                 ][..]
             )
         );
@@ -510,7 +545,8 @@ mod tests {
             );
         }
         let d = build_deployment(&v, "h");
-        assert_eq!(pod(&d).containers[0].env.as_ref().unwrap().len(), 6);
+        // POD_IP first, then the six secret references.
+        assert_eq!(pod(&d).containers[0].env.as_ref().unwrap().len(), 7);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Pure: builds a valid pipeline's child objects (ConfigMap, Deployment, Service,
-//! PodDisruptionBudget, maintenance CronJobs) as k8s-openapi values — no I/O.
+//! Pure: builds a valid pipeline's child objects (ConfigMap, the workers as a Deployment —
+//! or a Job for an `availableNow` pipeline —, Service, PodDisruptionBudget, maintenance
+//! CronJobs) as k8s-openapi values — no I/O.
 //!
 //! Every child is named after the pipeline (the ConfigMap `<name>-pipeline`), carries the
 //! worker labels and a controller owner reference to the pipeline, and is applied with one
@@ -8,13 +9,14 @@
 mod configmap;
 mod cronjob;
 mod deployment;
+mod job;
 mod pdb;
 mod service;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -25,9 +27,10 @@ pub use configmap::{
 };
 pub use cronjob::{MAINTENANCE_APP, OPTIMIZE, VACUUM, build_cronjobs, cronjob_name};
 pub use deployment::{
-    CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONTAINER_NAME, HTTP_PORT_NAME, TMP_DIR, build_deployment,
-    secret_env,
+    CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONTAINER_NAME, HTTP_PORT_NAME, POD_IP_ENV,
+    TERMINATION_MESSAGE_PATH, TMP_DIR, build_deployment, build_pod_template, secret_env,
 };
+pub use job::build_job;
 pub use pdb::build_pdb;
 pub use service::build_service;
 
@@ -75,7 +78,7 @@ pub struct Children {
     /// The pipeline file the workers run.
     pub configmap: ConfigMap,
     /// The workers.
-    pub deployment: Deployment,
+    pub workload: Workload,
     /// The workers' HTTP port (metrics, progress).
     pub service: Service,
     /// Voluntary-disruption budget; `None` when suspended (removed as an orphan).
@@ -84,6 +87,33 @@ pub struct Children {
     pub cronjobs: Vec<CronJob>,
     /// Hash of the pipeline file, also on the pod template.
     pub config_hash: String,
+}
+
+/// How the workers run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Workload {
+    /// A streaming pipeline: a Deployment, restarted when a worker exits.
+    Deployment(Box<Deployment>),
+    /// An `availableNow` pipeline: a Job that runs to completion.
+    Job(Box<Job>),
+}
+
+impl Workload {
+    /// The Deployment, for a streaming pipeline.
+    pub fn deployment(&self) -> Option<&Deployment> {
+        match self {
+            Self::Deployment(d) => Some(d),
+            Self::Job(_) => None,
+        }
+    }
+
+    /// The Job, for an `availableNow` pipeline.
+    pub fn job(&self) -> Option<&Job> {
+        match self {
+            Self::Job(j) => Some(j),
+            Self::Deployment(_) => None,
+        }
+    }
 }
 
 /// Builds every child of a valid pipeline.
@@ -96,9 +126,13 @@ pub fn build_children(v: &ValidPipeline) -> Result<Children, Error> {
     let hash = config_hash(&yaml);
     Ok(Children {
         configmap: build_configmap(v, yaml),
-        deployment: build_deployment(v, &hash),
+        workload: if v.spec.effective_trigger().is_available_now() {
+            Workload::Job(Box::new(build_job(v, &hash)))
+        } else {
+            Workload::Deployment(Box::new(build_deployment(v, &hash)))
+        },
         service: build_service(v),
-        pdb: build_pdb(v),
+        pdb: build_pdb(v).filter(|_| !v.spec.effective_trigger().is_available_now()),
         cronjobs: build_cronjobs(v, &hash),
         config_hash: hash,
     })
@@ -154,7 +188,7 @@ mod tests {
         let c = build_children(&v).unwrap();
         let metas = [
             &c.configmap.metadata,
-            &c.deployment.metadata,
+            &c.workload.deployment().unwrap().metadata,
             &c.service.metadata,
             &c.pdb.as_ref().unwrap().metadata,
         ];
@@ -170,7 +204,10 @@ mod tests {
             c.configmap.metadata.name.as_deref(),
             Some("events-pipeline")
         );
-        assert_eq!(c.deployment.metadata.name.as_deref(), Some("events"));
+        assert_eq!(
+            c.workload.deployment().unwrap().metadata.name.as_deref(),
+            Some("events")
+        );
     }
 
     #[test]

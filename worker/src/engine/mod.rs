@@ -22,7 +22,7 @@ use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::format::{BadRecord, FormatError, ValueDecoder};
 use crate::manifest::LoadedPipeline;
 use crate::metrics::WorkerMetrics;
-use crate::progress::ProgressState;
+use crate::progress::{ProgressState, WorkerConditionType};
 use crate::secrets::SecretSource;
 use crate::sink::delta::{DeltaSink, DeltaSinkError};
 use crate::sink::parquet::ParquetSink;
@@ -396,7 +396,7 @@ pub async fn run(
                         let (low, _) = source.watermarks(&tp).await?;
                         if low > expected {
                             if kafka.on_data_loss == OnDataLoss::Fail {
-                                progress.condition("DataLoss", "DataLoss", &format!("offsets {expected}..{low} of {tp} were deleted before they were read"));
+                                progress.condition(WorkerConditionType::DataLoss, "DataLoss", &format!("offsets {expected}..{low} of {tp} were deleted before they were read"));
                                 return Err(SourceError::DataLoss { tp, from: expected, to: low }.into());
                             }
                             warn!(%tp, from = expected, to = low, "data loss: skipped offsets deleted by retention");

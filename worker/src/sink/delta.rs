@@ -78,12 +78,23 @@ impl DeltaSink {
     ) -> Result<Self, DeltaSinkError> {
         deltalake::aws::register_handlers(None);
         let uri = url.to_string();
-        let table = DeltaTable::try_from_url_with_storage_options(url.clone(), options)
+        let delta = |e: deltalake::DeltaTableError| DeltaSinkError::Delta {
+            uri: uri.clone(),
+            source: Box::new(e),
+        };
+        let mut table = deltalake::DeltaTableBuilder::from_url(url.clone())
+            .and_then(|b| b.with_storage_options(options).build())
+            .map_err(delta)?;
+        // A new table is not an error: only load what exists (loading a location without a
+        // log makes the kernel log errors before delta-rs reports "not a table").
+        if table
+            .log_store()
+            .is_delta_table_location()
             .await
-            .map_err(|e| DeltaSinkError::Delta {
-                uri: uri.clone(),
-                source: Box::new(e),
-            })?;
+            .map_err(delta)?
+        {
+            table.load().await.map_err(delta)?;
+        }
         Ok(Self {
             table,
             uri,

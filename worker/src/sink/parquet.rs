@@ -283,15 +283,14 @@ impl ParquetSink {
     ) -> Result<Self, ParquetSinkError> {
         let uri = url.to_string();
         let ckpt_uri = checkpoint.to_string();
-        let (data, data_root) =
-            object_store::parse_url_opts(url, options.iter()).map_err(|source| {
-                ParquetSinkError::Store {
-                    uri: uri.clone(),
-                    source,
-                }
-            })?;
+        let (data, data_root) = crate::storage::object_store(url, options).map_err(|source| {
+            ParquetSinkError::Store {
+                uri: uri.clone(),
+                source,
+            }
+        })?;
         let (ckpt, ckpt_root) =
-            object_store::parse_url_opts(checkpoint, options.iter()).map_err(|source| {
+            crate::storage::object_store(checkpoint, options).map_err(|source| {
                 ParquetSinkError::Store {
                     uri: ckpt_uri.clone(),
                     source,
@@ -305,10 +304,10 @@ impl ParquetSink {
             ParquetCompression::Uncompressed => Compression::UNCOMPRESSED,
         };
         let mut sink = Self {
-            data: Arc::from(data),
+            data,
             data_root,
             uri,
-            ckpt: Arc::from(ckpt),
+            ckpt,
             ckpt_root: join(&ckpt_root, "parquet"),
             ckpt_uri,
             partition_by,

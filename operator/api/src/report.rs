@@ -1,11 +1,17 @@
 //! Pure: the worker's `/progress` JSON contract, as serde types.
 //!
 //! `GET http://<podIP>:<port "http">/progress` answers with a [`WorkerProgress`]. The worker
-//! crate serves it; the operator only reads it. Unknown fields are ignored and every field
-//! has a default, so either side can add fields without breaking the other.
+//! serves it (and writes its final [`WorkerCondition`] as the container's termination
+//! message); the operator only reads it. Both binaries use these types. Unknown fields are
+//! ignored and every field has a default, so either side can add fields without breaking
+//! the other.
 
 use serde::{Deserialize, Serialize};
-use spillway_api::StreamingQueryProgress;
+
+use crate::StreamingQueryProgress;
+
+/// The most a container's termination message may hold (the kubelet's limit).
+pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 
 /// Path of the progress endpoint on the worker's named port `http`.
 pub const PROGRESS_PATH: &str = "/progress";
@@ -62,7 +68,7 @@ pub struct WorkerCondition {
 }
 
 /// The condition types the operator understands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::IntoStaticStr)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum WorkerConditionType {
     /// A fatal error stopped the query (e.g. a bad record under `onBadRecord: fail`).
     Failed,
@@ -87,14 +93,55 @@ impl WorkerConditionType {
     }
     /// The name, as it appears in the JSON and in the pipeline's conditions.
     pub fn name(self) -> &'static str {
-        self.into()
+        match self {
+            Self::Failed => "Failed",
+            Self::DataLoss => "DataLoss",
+            Self::SchemaError => "SchemaError",
+            Self::Completed => "Completed",
+        }
     }
 }
 
 impl WorkerCondition {
+    /// A condition of a known type.
+    pub fn new(kind: WorkerConditionType, reason: &str, message: &str) -> Self {
+        Self {
+            type_: kind.name().into(),
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
     /// The condition's type, when known.
     pub fn kind(&self) -> Option<WorkerConditionType> {
         WorkerConditionType::parse(&self.type_)
+    }
+
+    /// The condition as a container termination message: one line of JSON of at most
+    /// [`TERMINATION_MESSAGE_LIMIT`] bytes (a long message is cut on a char boundary).
+    pub fn to_termination_message(&self) -> String {
+        let mut c = self.clone();
+        loop {
+            let json = serde_json::to_string(&c).unwrap_or_default();
+            if json.len() <= TERMINATION_MESSAGE_LIMIT || c.message.is_empty() {
+                return json;
+            }
+            let mut cut = c
+                .message
+                .len()
+                .saturating_sub(json.len() - TERMINATION_MESSAGE_LIMIT + 3);
+            while !c.message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            c.message.truncate(cut);
+            c.message.push_str("...");
+        }
+    }
+
+    /// Parses a termination message written by [`Self::to_termination_message`]; `None` for
+    /// anything else (e.g. the log tail `FallbackToLogsOnError` puts there).
+    pub fn from_termination_message(text: &str) -> Option<Self> {
+        serde_json::from_str(text.trim()).ok()
     }
 }
 
@@ -118,6 +165,27 @@ mod tests {
         assert_eq!(p.lag, Some(42));
         assert_eq!(p.conditions[0].kind(), Some(WorkerConditionType::DataLoss));
         assert_eq!(p.status.message, "Waiting for next trigger");
+    }
+
+    #[test]
+    fn termination_messages_round_trip_within_the_limit() {
+        let short =
+            WorkerCondition::new(WorkerConditionType::DataLoss, "DataLoss", "t/0 lost 0..5");
+        let text = short.to_termination_message();
+        assert_eq!(
+            WorkerCondition::from_termination_message(&text),
+            Some(short)
+        );
+        let long = WorkerCondition::new(WorkerConditionType::Failed, "Sink", &"é".repeat(5000));
+        let text = long.to_termination_message();
+        assert!(text.len() <= TERMINATION_MESSAGE_LIMIT, "{}", text.len());
+        let back = WorkerCondition::from_termination_message(&text).unwrap();
+        assert_eq!(back.kind(), Some(WorkerConditionType::Failed));
+        assert!(back.message.ends_with("..."));
+        assert_eq!(
+            WorkerCondition::from_termination_message("panicked at main.rs"),
+            None
+        );
     }
 
     #[test]
