@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`registry`]: an in-process Confluent Schema Registry fixture with fault injection.
+//! - [`kubelet`]: a kubelet stand-in that runs the pods of the cluster e2e as local
+//!   processes on loopback addresses.
 //! - [`observability`]: the metric names the shipped dashboard and alerts use, checked
 //!   against what a worker or the operator exports.
 //! - this file: service endpoints (from the environment the scripts in `e2e/scripts` set up,
@@ -10,6 +12,7 @@
 //! The services are started by `e2e/scripts/start-services.sh`; a test that needs one and
 //! cannot reach it fails with a message saying so — it never passes silently.
 
+pub mod kubelet;
 pub mod observability;
 pub mod registry;
 

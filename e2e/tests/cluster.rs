@@ -1,40 +1,50 @@
-//! Cluster mode: the chart and a pipeline on a real Kubernetes cluster (kind, k3d, …), driven
-//! with `helm` and `kubectl` exactly as a user would.
+//! Cluster mode on a real Kubernetes control plane: the chart and pipelines driven with
+//! `helm` and `kubectl` exactly as a user would.
 //!
-//! It runs when `SPILLWAY_E2E_KUBECONFIG` names a kubeconfig; otherwise it prints one
-//! `cluster e2e SKIPPED: …` line and returns (this machine has no API server).
-//! - `SPILLWAY_E2E_KAFKA_BOOTSTRAP` (required): a Kafka bootstrap address reachable from the
-//!   cluster's pods, e.g. `kafka.kafka:9092`.
-//! - `SPILLWAY_E2E_IMAGE` (default `spillway-dev/spillway:0.1.0`): the image built from the
-//!   repository's `Dockerfile`, already loadable by the cluster (`kind load docker-image …`).
+//! `e2e/scripts/k8s.sh start` runs etcd, kube-apiserver and kube-controller-manager on
+//! loopback and exports `SPILLWAY_E2E_KUBECONFIG` (an admin kubeconfig). There is no kubelet
+//! here: the test runs [`spillway_e2e::kubelet`], a stand-in that binds the pods to its Node
+//! and runs each as a local process of the built `spillway` / `spillway-operator` binary,
+//! with the pod's args, env, volumes and ServiceAccount token, on its own 127.0.0.N address,
+//! probing it there. The operator thus authenticates as the chart's ServiceAccount and the
+//! chart's RBAC is what the API server enforces.
 //!
-//! The test creates its own namespace (Pod Security `restricted` enforced), installs the
-//! chart there watching only that namespace, produces records with `spillway produce` in a
-//! pod, applies a pipeline into a Delta table on the worker's scratch volume, waits for phase
-//! `Running` with a non-empty `status.progress`, scales it to 2 workers, suspends it, deletes
-//! it (its children go with it), and finally removes the release and the namespace — also
-//! when an assertion fails.
+//! The scenario: `helm install` (CRD, RBAC, operator Deployment from the chart) → a Secret
+//! with the S3 credentials → a pipeline into a Delta table on moto, reading Apache Kafka →
+//! workers Ready through their own probes, phase Running, `status.progress` from their
+//! `/progress`, `kubectl get sp` columns, every offset once (read back with Python
+//! `deltalake`) → scale to 2 → suspend and resume → an `availableNow` pipeline as a Job to
+//! `Completed` → a child name taken by someone else's ConfigMap → delete (children
+//! garbage-collected by the controller manager).
+//!
+//! In CI (`CI` set) a missing `SPILLWAY_E2E_KUBECONFIG` fails the test; elsewhere it prints
+//! one `cluster e2e SKIPPED: …` line.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use spillway_e2e::kubelet::{Kubelet, KubeletOptions};
 
-/// The one line printed when no cluster is configured (e2e/scripts/test-all.sh prints it too).
-const SKIPPED: &str =
-    "cluster e2e SKIPPED: SPILLWAY_E2E_KUBECONFIG is not set (no API server on this machine)";
+/// The one line printed when no cluster is configured outside CI.
+const SKIPPED: &str = "cluster e2e SKIPPED: SPILLWAY_E2E_KUBECONFIG is not set (start one with `bash e2e/scripts/k8s.sh start`)";
 const RELEASE: &str = "spillway-e2e";
 const PIPELINE: &str = "e2e-events";
 const CRD: &str = "streamingpipelines.spillway.dev";
+/// The image the chart and the pipelines name; the kubelet stand-in runs local binaries.
+const IMAGE: &str = "spillway-dev/spillway:0.1.0";
 
 /// kubectl and helm against the configured cluster.
 struct Cluster {
     kubeconfig: PathBuf,
     namespace: String,
+    /// The release's namespace (the operator's).
+    operator_ns: String,
     /// Whether this test installed the CRD (then it removes it again).
     installed_crd: bool,
 }
@@ -100,7 +110,7 @@ impl Cluster {
     }
 
     /// The pipeline as JSON, or `None` once it is gone.
-    fn pipeline(&self) -> Option<Value> {
+    fn pipeline(&self, name: &str) -> Option<Value> {
         self.try_run(
             "kubectl",
             &[
@@ -108,7 +118,7 @@ impl Cluster {
                 &self.namespace,
                 "get",
                 "streamingpipeline",
-                PIPELINE,
+                name,
                 "-o",
                 "json",
                 "--ignore-not-found",
@@ -136,14 +146,14 @@ impl Cluster {
                             "--namespace",
                             &self.namespace,
                             "get",
-                            "streamingpipelines,deployments,pods,events",
+                            "streamingpipelines,deployments,jobs,pods,events",
                             "-o",
                             "wide",
                         ],
                         None,
                     )
                     .unwrap_or_else(|e| e);
-                let pipeline = self.pipeline().map(|p| p["status"].to_string());
+                let pipeline = self.pipeline(PIPELINE).map(|p| p["status"].to_string());
                 panic!(
                     "timed out after {timeout:?} waiting for {what}\nstatus: {pipeline:?}\n{state}"
                 );
@@ -155,17 +165,24 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let ns = self.namespace.clone();
         let _ = self.try_run(
             "helm",
-            &["uninstall", RELEASE, "--namespace", &ns, "--wait"],
+            &[
+                "uninstall",
+                RELEASE,
+                "--namespace",
+                &self.operator_ns,
+                "--wait",
+            ],
             None,
         );
-        let _ = self.try_run(
-            "kubectl",
-            &["delete", "namespace", &ns, "--wait=true", "--timeout=120s"],
-            None,
-        );
+        for ns in [self.namespace.clone(), self.operator_ns.clone()] {
+            let _ = self.try_run(
+                "kubectl",
+                &["delete", "namespace", &ns, "--wait=true", "--timeout=120s"],
+                None,
+            );
+        }
         if self.installed_crd {
             let _ = self.try_run(
                 "kubectl",
@@ -173,7 +190,10 @@ impl Drop for Cluster {
                 None,
             );
         }
-        println!("cluster e2e: cleaned up namespace {ns}");
+        println!(
+            "cluster e2e: cleaned up namespaces {} and {}",
+            self.namespace, self.operator_ns
+        );
     }
 }
 
@@ -189,17 +209,20 @@ fn split_image(image: &str) -> (&str, &str) {
     }
 }
 
-fn pipeline_manifest(namespace: &str, bootstrap: &str, topic: &str, image: &str) -> String {
+fn pipeline_manifest(namespace: &str, name: &str, topic: &str, extra: &str) -> String {
     let schema = std::fs::read_to_string(repo_root().join("config/schemas/hsutest.avsc"))
         .unwrap()
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
+    let bootstrap = spillway_e2e::kafka_bootstrap();
+    let endpoint = spillway_e2e::s3_endpoint();
+    let bucket = spillway_e2e::s3_bucket();
     format!(
         r#"apiVersion: spillway.dev/v1alpha1
 kind: StreamingPipeline
 metadata:
-  name: {PIPELINE}
+  name: {name}
   namespace: {namespace}
 spec:
   replicas: 1
@@ -208,6 +231,8 @@ spec:
       bootstrapServers: "{bootstrap}"
       topics: [{topic}]
       startingOffsets: earliest
+      properties:
+        session.timeout.ms: "10000"
   format:
     avro:
       encoding: raw
@@ -217,33 +242,39 @@ spec:
     metadataColumns: [partition, offset, timestamp]
   sink:
     delta:
-      uri: /tmp/spillway/{PIPELINE}/table
+      uri: s3://{bucket}/{namespace}/{name}/table
   checkpoint:
-    uri: /tmp/spillway/{PIPELINE}/_checkpoint
+    uri: s3://{bucket}/{namespace}/{name}/_checkpoint
+  storage:
+    region: us-east-1
+    endpoint: "{endpoint}"
+    allowHttp: true
+    pathStyle: true
+    credentialsSecretRef:
+      accessKeyId: {{name: s3, key: id}}
+      secretAccessKey: {{name: s3, key: key}}
   trigger:
     interval: 2s
   errors:
     onBadRecord: skip
   worker:
-    image: "{image}"
+    image: "{IMAGE}"
     imagePullPolicy: IfNotPresent
-    resources:
-      requests: {{cpu: 100m, memory: 256Mi}}
-      limits: {{memory: 1Gi}}
-"#
+{extra}"#
     )
 }
 
 /// A pod that runs `spillway produce` once, under the restricted profile.
-fn producer_manifest(image: &str, bootstrap: &str, topic: &str) -> String {
+fn producer_manifest(name: &str, topic: &str, count: u64, seed: u64) -> String {
+    let bootstrap = spillway_e2e::kafka_bootstrap();
     format!(
         r#"apiVersion: v1
 kind: Pod
 metadata:
-  name: producer
+  name: {name}
   labels: {{app.kubernetes.io/name: spillway-e2e-producer}}
 spec:
-  restartPolicy: OnFailure
+  restartPolicy: Never
   automountServiceAccountToken: false
   securityContext:
     runAsNonRoot: true
@@ -251,9 +282,9 @@ spec:
     seccompProfile: {{type: RuntimeDefault}}
   containers:
     - name: produce
-      image: "{image}"
+      image: "{IMAGE}"
       imagePullPolicy: IfNotPresent
-      args: [produce, --bootstrap, "{bootstrap}", --topic, "{topic}", --count, "20000", --partitions, "2"]
+      args: [produce, --bootstrap, "{bootstrap}", --topic, "{topic}", --count, "{count}", --seed, "{seed}", --partitions, "2"]
       securityContext:
         allowPrivilegeEscalation: false
         readOnlyRootFilesystem: true
@@ -262,30 +293,140 @@ spec:
     )
 }
 
+/// (rows, distinct (partition, offset)) of a Delta table on moto, read with Python
+/// `deltalake`.
+fn table_counts(uri: &str) -> (u64, u64) {
+    let script = r#"
+import json, os, sys
+import deltalake
+opts = {"AWS_ENDPOINT_URL": sys.argv[2], "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test", "AWS_ALLOW_HTTP": "true"}
+t = deltalake.DeltaTable(sys.argv[1], storage_options=opts).to_pyarrow_table(columns=["_partition", "_offset"])
+pairs = set(zip(t.column("_partition").to_pylist(), t.column("_offset").to_pylist()))
+print(json.dumps([t.num_rows, len(pairs)]), flush=True)
+os._exit(0)
+"#;
+    let out = Command::new(spillway_e2e::python())
+        .args(["-c", script, uri, &spillway_e2e::s3_endpoint()])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return (0, 0);
+    }
+    let v: (u64, u64) = serde_json::from_slice(&out.stdout).unwrap_or((0, 0));
+    v
+}
+
+fn binaries_dir() -> PathBuf {
+    // target/<profile>/deps/cluster-<hash> → target/<profile>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn kube_client(rt: &tokio::runtime::Runtime, kubeconfig: &Path) -> kube::Client {
+    rt.block_on(async {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    })
+}
+
+/// The cluster's CA (from the admin kubeconfig), for the ServiceAccount token volumes.
+fn write_ca(kubeconfig: &Path, dir: &Path) -> PathBuf {
+    let kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
+    let cluster = &kc["clusters"][0]["cluster"];
+    let ca = dir.join("ca.crt");
+    if let Some(data) = cluster["certificate-authority-data"].as_str() {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap();
+        std::fs::write(&ca, bytes).unwrap();
+    } else {
+        let file = cluster["certificate-authority"].as_str().unwrap();
+        std::fs::copy(file, &ca).unwrap();
+    }
+    ca
+}
+
+fn api_host_port(kubeconfig: &Path) -> (String, u16) {
+    let kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
+    let server = kc["clusters"][0]["cluster"]["server"].as_str().unwrap();
+    let hostport = server.trim_start_matches("https://").trim_end_matches('/');
+    let (h, p) = hostport.rsplit_once(':').unwrap();
+    (h.to_string(), p.parse().unwrap())
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
 #[test]
 fn chart_and_pipeline_lifecycle_on_a_real_cluster() {
     let Some(kubeconfig) = std::env::var_os("SPILLWAY_E2E_KUBECONFIG") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the cluster e2e: SPILLWAY_E2E_KUBECONFIG is not set (e2e/scripts/test-all.sh starts the control plane)"
+        );
         println!("{SKIPPED}");
         return;
     };
     let kubeconfig = PathBuf::from(kubeconfig);
     assert!(
-        Path::new(&kubeconfig).is_file(),
+        kubeconfig.is_file(),
         "SPILLWAY_E2E_KUBECONFIG={} is not a file",
         kubeconfig.display()
     );
-    let bootstrap = std::env::var("SPILLWAY_E2E_KAFKA_BOOTSTRAP").expect(
-        "SPILLWAY_E2E_KAFKA_BOOTSTRAP must name a Kafka reachable from the cluster's pods, e.g. kafka.kafka:9092",
-    );
-    let image = std::env::var("SPILLWAY_E2E_IMAGE")
-        .unwrap_or_else(|_| "spillway-dev/spillway:0.1.0".into());
-    let (repository, tag) = split_image(&image);
-    let namespace = spillway_e2e::unique("spillway-e2e");
+    spillway_e2e::require("kafka", &spillway_e2e::kafka_bootstrap()).unwrap();
+    spillway_e2e::require(
+        "moto (s3)",
+        &spillway_e2e::host_port(&spillway_e2e::s3_endpoint()),
+    )
+    .unwrap();
+    let namespace = spillway_e2e::unique("e2e");
+    let operator_ns = spillway_e2e::unique("spillway-system");
     let topic = spillway_e2e::unique("e2e");
+
+    // The kubelet stand-in, running the pods as local processes.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = kube_client(&rt, &kubeconfig);
+    let root = std::env::temp_dir().join(spillway_e2e::unique("spillway-kubelet"));
+    std::fs::create_dir_all(&root).unwrap();
+    let (api_host, api_port) = api_host_port(&kubeconfig);
+    let bin = binaries_dir();
+    let kubelet = rt
+        .block_on(Kubelet::start(
+            client,
+            KubeletOptions {
+                node: "spillway-e2e-node".into(),
+                ca_file: write_ca(&kubeconfig, &root),
+                root: root.clone(),
+                binaries: BTreeMap::from([
+                    ("spillway".to_string(), bin.join("spillway")),
+                    (
+                        "spillway-operator".to_string(),
+                        bin.join("spillway-operator"),
+                    ),
+                ]),
+                entrypoint: "spillway".into(),
+                api_host,
+                api_port,
+                restart_backoff: Duration::from_secs(2),
+            },
+        ))
+        .unwrap();
 
     let mut cluster = Cluster {
         kubeconfig,
         namespace: namespace.clone(),
+        operator_ns: operator_ns.clone(),
         installed_crd: false,
     };
     cluster.run("kubectl", &["version"]);
@@ -297,21 +438,24 @@ fn chart_and_pipeline_lifecycle_on_a_real_cluster() {
         .trim()
         .is_empty();
 
-    // A namespace enforcing Pod Security "restricted": the operator's and the workers' pods
+    // Namespaces enforcing Pod Security "restricted": the operator's and the workers' pods
     // are admitted only if they meet it.
-    cluster.run("kubectl", &["create", "namespace", &namespace]);
-    cluster.run(
-        "kubectl",
-        &[
-            "label",
-            "namespace",
-            &namespace,
-            "pod-security.kubernetes.io/enforce=restricted",
-        ],
-    );
+    for ns in [&namespace, &operator_ns] {
+        cluster.run("kubectl", &["create", "namespace", ns]);
+        cluster.run(
+            "kubectl",
+            &[
+                "label",
+                "namespace",
+                ns,
+                "pod-security.kubernetes.io/enforce=restricted",
+            ],
+        );
+    }
 
-    // The chart, watching only this namespace (Roles, no ClusterRole).
+    // The chart (CRD, ClusterRole, operator Deployment), watching every namespace.
     let chart = repo_root().join("charts/spillway");
+    let (repository, tag) = split_image(IMAGE);
     cluster.run(
         "helm",
         &[
@@ -319,33 +463,42 @@ fn chart_and_pipeline_lifecycle_on_a_real_cluster() {
             RELEASE,
             chart.to_str().unwrap(),
             "--namespace",
-            &namespace,
-            "--set",
-            &format!("watchNamespaces={{{namespace}}}"),
+            &operator_ns,
             "--set",
             &format!("image.repository={repository}"),
             "--set",
             &format!("image.tag={tag}"),
             "--set",
-            "operator.progressInterval=5s",
+            "operator.progressInterval=3s",
             "--wait",
             "--timeout",
             "5m",
         ],
     );
-    let operator = format!("deployment/{RELEASE}-spillway");
-    cluster.kubectl(&["rollout", "status", &operator, "--timeout=180s"]);
-    assert!(
-        cluster
-            .kubectl(&["get", "roles", "-o", "name"])
-            .contains(&format!(
-                "role.rbac.authorization.k8s.io/{RELEASE}-spillway"
-            )),
-        "the namespaced Role"
+    cluster.run(
+        "kubectl",
+        &[
+            "--namespace",
+            &operator_ns,
+            "rollout",
+            "status",
+            &format!("deployment/{RELEASE}-spillway"),
+            "--timeout=180s",
+        ],
     );
 
-    // Records to read.
-    cluster.apply(&producer_manifest(&image, &bootstrap, &topic));
+    // The S3 credentials as a real Secret; the pipeline only references it.
+    cluster.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "s3",
+        "--from-literal=id=test",
+        "--from-literal=key=test",
+    ]);
+
+    // Records to read, produced by a pod.
+    cluster.apply(&producer_manifest("producer", &topic, 20_000, 1));
     cluster.kubectl(&[
         "wait",
         "pod/producer",
@@ -353,39 +506,78 @@ fn chart_and_pipeline_lifecycle_on_a_real_cluster() {
         "--timeout=300s",
     ]);
 
-    // The pipeline: Running, with progress in its status.
-    cluster.apply(&pipeline_manifest(&namespace, &bootstrap, &topic, &image));
+    // A child name taken by someone else: the pipeline leaves it alone and says why.
+    cluster.kubectl(&[
+        "create",
+        "configmap",
+        &format!("{PIPELINE}-pipeline"),
+        "--from-literal=theirs=yes",
+    ]);
+    cluster.apply(&pipeline_manifest(&namespace, PIPELINE, &topic, ""));
+    let status = cluster.wait_for("condition ChildNotOwned", Duration::from_secs(120), || {
+        let p = cluster.pipeline(PIPELINE)?;
+        let ready = condition(&p["status"], "Ready")?;
+        (ready["reason"] == "ChildNotOwned").then(|| p["status"].clone())
+    });
+    assert_eq!(status["phase"], "Failed", "{status}");
+    let theirs = cluster.kubectl(&[
+        "get",
+        "configmap",
+        &format!("{PIPELINE}-pipeline"),
+        "-o",
+        "jsonpath={.data.theirs}",
+    ]);
+    assert_eq!(theirs.trim(), "yes", "the foreign ConfigMap is untouched");
+    assert!(
+        cluster
+            .kubectl(&[
+                "get",
+                "deployment",
+                PIPELINE,
+                "--ignore-not-found",
+                "-o",
+                "name"
+            ])
+            .trim()
+            .is_empty(),
+        "nothing applied while a child name is taken"
+    );
+    cluster.kubectl(&["delete", "configmap", &format!("{PIPELINE}-pipeline")]);
+
+    // The pipeline: workers Ready through their own probes, Running, progress in status.
     let status = cluster.wait_for(
         "phase Running with status.progress",
         Duration::from_secs(300),
         || {
-            let p = cluster.pipeline()?;
+            let p = cluster.pipeline(PIPELINE)?;
             let s = &p["status"];
             let progress = s["progress"].as_object()?;
             (s["phase"] == "Running" && !progress.is_empty()).then(|| s.clone())
         },
     );
     assert!(status["progress"]["batchId"].is_i64(), "{status}");
-    assert!(
-        status["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+    assert_eq!(
+        condition(&status, "Ready").unwrap()["status"],
+        "True",
         "{status}"
     );
-    let table = cluster.kubectl(&["get", "sp", PIPELINE]);
-    for column in [
-        "PHASE", "READY", "REPLICAS", "LAG", "ROWS/S", "AGE", "Running",
-    ] {
+    let table = format!(
+        "s3://{}/{namespace}/{PIPELINE}/table",
+        spillway_e2e::s3_bucket()
+    );
+    cluster.wait_for("20000 rows, each once", Duration::from_secs(300), || {
+        (table_counts(&table) == (20_000, 20_000)).then_some(())
+    });
+    let listing = cluster.kubectl(&["get", "sp", PIPELINE]);
+    for column in ["PHASE", "READY", "LAG", "ROWS/S", "AGE", "Running"] {
         assert!(
-            table.contains(column),
-            "kubectl get sp lacks {column}:\n{table}"
+            listing.contains(column),
+            "kubectl get sp lacks {column}:\n{listing}"
         );
     }
     let children = cluster.kubectl(&[
         "get",
-        "deployments,services,configmaps,poddisruptionbudgets,cronjobs",
+        "deployments,services,configmaps,poddisruptionbudgets",
         "-l",
         &format!("app.kubernetes.io/instance={PIPELINE}"),
         "-o",
@@ -400,14 +592,19 @@ fn chart_and_pipeline_lifecycle_on_a_real_cluster() {
         assert!(children.contains(&child), "missing {child} in\n{children}");
     }
 
-    // Scale through the scale subresource (spec.replicas): two workers, both ready.
+    // Scale through the scale subresource: a second worker joins the group; more records
+    // land exactly once.
     cluster.kubectl(&["scale", "streamingpipeline", PIPELINE, "--replicas=2"]);
     cluster.wait_for("2 ready workers", Duration::from_secs(300), || {
-        let p = cluster.pipeline()?;
+        let p = cluster.pipeline(PIPELINE)?;
         (p["spec"]["replicas"] == 2 && p["status"]["readyReplicas"] == 2).then_some(())
     });
+    cluster.apply(&producer_manifest("producer-2", &topic, 10_000, 2));
+    cluster.wait_for("30000 rows, each once", Duration::from_secs(300), || {
+        (table_counts(&table) == (30_000, 30_000)).then_some(())
+    });
 
-    // Suspend (spec.suspend): no worker, no budget, phase Suspended, status kept.
+    // Suspend: no worker pod, no budget, phase Suspended, progress kept; then resume.
     cluster.kubectl(&[
         "patch",
         "streamingpipeline",
@@ -416,41 +613,113 @@ fn chart_and_pipeline_lifecycle_on_a_real_cluster() {
         "-p",
         r#"{"spec":{"suspend":true}}"#,
     ]);
-    cluster.wait_for("phase Suspended", Duration::from_secs(180), || {
-        let p = cluster.pipeline()?;
-        (p["status"]["phase"] == "Suspended").then_some(())
-    });
-    let replicas = cluster.kubectl(&[
-        "get",
-        "deployment",
-        PIPELINE,
-        "-o",
-        "jsonpath={.spec.replicas}",
-    ]);
-    assert_eq!(replicas.trim(), "0");
-    cluster.wait_for("the budget removed", Duration::from_secs(120), || {
-        cluster
-            .kubectl(&["get", "pdb", PIPELINE, "--ignore-not-found", "-o", "name"])
-            .trim()
-            .is_empty()
-            .then_some(())
-    });
-
-    // Delete: the children are garbage-collected with their owner.
+    let suspended = cluster.wait_for(
+        "phase Suspended, no worker pod",
+        Duration::from_secs(180),
+        || {
+            let p = cluster.pipeline(PIPELINE)?;
+            let pods = cluster.kubectl(&[
+                "get",
+                "pods",
+                "-l",
+                &format!("app.kubernetes.io/instance={PIPELINE}"),
+                "-o",
+                "name",
+            ]);
+            (p["status"]["phase"] == "Suspended" && pods.trim().is_empty())
+                .then(|| p["status"].clone())
+        },
+    );
+    assert!(
+        suspended["progress"]["batchId"].is_i64(),
+        "progress kept: {suspended}"
+    );
     cluster.kubectl(&[
-        "delete",
+        "patch",
         "streamingpipeline",
         PIPELINE,
-        "--wait=true",
-        "--timeout=120s",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
     ]);
+    cluster.wait_for("Running again", Duration::from_secs(300), || {
+        let p = cluster.pipeline(PIPELINE)?;
+        (p["status"]["phase"] == "Running" && p["status"]["readyReplicas"] == 2).then_some(())
+    });
+    assert_eq!(
+        table_counts(&table),
+        (30_000, 30_000),
+        "resuming duplicates nothing"
+    );
+
+    // availableNow: a Job that runs to Completed and is not restarted.
+    let once = "e2e-once";
+    cluster.apply(
+        &pipeline_manifest(
+            &namespace,
+            once,
+            &topic,
+            "  # drain what is there, then stop\n",
+        )
+        .replace(
+            "  trigger:\n    interval: 2s\n",
+            "  trigger:\n    availableNow: true\n",
+        ),
+    );
+    let done = cluster.wait_for(
+        "the availableNow pipeline Completed",
+        Duration::from_secs(300),
+        || {
+            let p = cluster.pipeline(once)?;
+            (p["status"]["phase"] == "Completed").then(|| p["status"].clone())
+        },
+    );
+    assert_eq!(
+        condition(&done, "Ready").unwrap()["reason"],
+        "Completed",
+        "{done}"
+    );
+    let job = cluster.kubectl(&["get", "job", once, "-o", "json"]);
+    let job: Value = serde_json::from_str(&job).unwrap();
+    assert_eq!(job["status"]["succeeded"], 1, "{job}");
+    assert!(job["status"]["failed"].is_null(), "not restarted: {job}");
+    assert!(
+        cluster
+            .kubectl(&[
+                "get",
+                "deployment",
+                once,
+                "--ignore-not-found",
+                "-o",
+                "name"
+            ])
+            .trim()
+            .is_empty(),
+        "an availableNow pipeline has no Deployment"
+    );
+    let once_table = format!(
+        "s3://{}/{namespace}/{once}/table",
+        spillway_e2e::s3_bucket()
+    );
+    assert_eq!(table_counts(&once_table), (30_000, 30_000));
+
+    // Delete: the children go with their owner (the controller manager's garbage collector).
+    for name in [PIPELINE, once] {
+        cluster.kubectl(&[
+            "delete",
+            "streamingpipeline",
+            name,
+            "--wait=true",
+            "--timeout=120s",
+        ]);
+    }
     cluster.wait_for("the children deleted", Duration::from_secs(180), || {
         cluster
             .kubectl(&[
                 "get",
-                "deployments,services,configmaps",
+                "deployments,jobs,services,configmaps,pods",
                 "-l",
-                &format!("app.kubernetes.io/instance={PIPELINE}"),
+                "app.kubernetes.io/managed-by=spillway-operator",
                 "-o",
                 "name",
             ])
@@ -458,6 +727,8 @@ fn chart_and_pipeline_lifecycle_on_a_real_cluster() {
             .is_empty()
             .then_some(())
     });
+    drop(cluster);
+    rt.block_on(kubelet.shutdown());
     println!("cluster e2e passed in namespace {namespace}");
 }
 
@@ -489,12 +760,7 @@ fn the_cluster_pipeline_and_the_install_guides_example_are_valid() {
     };
     let p = check(
         "cluster pipeline",
-        &pipeline_manifest(
-            "spillway-e2e-1",
-            "kafka.kafka:9092",
-            "e2e-1",
-            "spillway-dev/spillway:0.1.0",
-        ),
+        &pipeline_manifest("spillway-e2e-1", PIPELINE, "e2e-1", ""),
     );
     assert_eq!(p.spec.replicas, 1);
     assert!(!p.spec.suspend);
@@ -508,12 +774,8 @@ fn the_cluster_pipeline_and_the_install_guides_example_are_valid() {
     let p = check("docs/install.md", example);
     assert_eq!(p.metadata.name.as_deref(), Some("hsutest-events"));
 
-    let producer: serde_yaml::Value = serde_yaml::from_str(&producer_manifest(
-        "spillway-dev/spillway:0.1.0",
-        "kafka.kafka:9092",
-        "e2e-1",
-    ))
-    .unwrap();
+    let producer: serde_yaml::Value =
+        serde_yaml::from_str(&producer_manifest("producer", "e2e-1", 10, 1)).unwrap();
     let c = &producer["spec"]["containers"][0];
     assert_eq!(c["args"][0], "produce");
     assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");

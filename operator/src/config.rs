@@ -15,7 +15,12 @@ pub struct RunArgs {
     )]
     pub namespaces: Vec<String>,
     /// Address of the operator's `/metrics`, `/healthz` and `/readyz`.
-    #[arg(long, env = "SPILLWAY_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "SPILLWAY_HTTP_ADDR",
+        default_value = "0.0.0.0:8080",
+        value_parser = parse_http_addr
+    )]
     pub http_addr: SocketAddr,
     /// Elect one leader among the operator's replicas on a Lease; disable only when a
     /// single replica runs.
@@ -92,6 +97,12 @@ impl From<&RunArgs> for Settings {
             ..Self::default()
         }
     }
+}
+
+/// `HOST:PORT`, also with a bare IPv6 host (`$(POD_IP):8080` on an IPv6 cluster).
+fn parse_http_addr(s: &str) -> Result<SocketAddr, String> {
+    spillway_api::validate::parse_socket_addr(s)
+        .ok_or_else(|| format!("invalid address {s:?}: use HOST:PORT, e.g. 0.0.0.0:8080"))
 }
 
 #[cfg(test)]

@@ -251,17 +251,10 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 2m"))
 }
 
-/// `HOST:PORT`, also with a bare IPv6 host (`fd00::7:8080`, as `$(POD_IP):8080` expands
-/// on an IPv6 cluster).
+/// `HOST:PORT`, also with a bare IPv6 host (see `spillway_api::validate::parse_socket_addr`).
 pub fn parse_http_addr(s: &str) -> Result<std::net::SocketAddr, String> {
-    if let Ok(a) = s.parse() {
-        return Ok(a);
-    }
-    let bad = || format!("invalid address {s:?}: use HOST:PORT, e.g. 0.0.0.0:8080");
-    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-    let ip: std::net::IpAddr = host.trim_matches(['[', ']']).parse().map_err(|_| bad())?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    Ok(std::net::SocketAddr::new(ip, port))
+    spillway_api::validate::parse_socket_addr(s)
+        .ok_or_else(|| format!("invalid address {s:?}: use HOST:PORT, e.g. 0.0.0.0:8080"))
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

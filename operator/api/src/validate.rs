@@ -74,6 +74,17 @@ impl Check {
     }
 }
 
+/// `HOST:PORT` as a socket address, also with a bare IPv6 host (`fd00::7:8080`, as
+/// `$(POD_IP):8080` expands on an IPv6 cluster); `None` when it is not one.
+pub fn parse_socket_addr(s: &str) -> Option<std::net::SocketAddr> {
+    if let Ok(a) = s.parse() {
+        return Some(a);
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    let ip: std::net::IpAddr = host.trim_matches(['[', ']']).parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, port.parse().ok()?))
+}
+
 /// Parses a Go-style duration (`1h30m`, `10s`, `250ms`, `1.5h`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut rest = s.trim();
@@ -487,6 +498,24 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_addresses_with_bare_ipv6_hosts() {
+        for (s, want) in [
+            ("0.0.0.0:8080", Some("0.0.0.0:8080")),
+            ("127.0.0.12:8080", Some("127.0.0.12:8080")),
+            ("fd00::7:8080", Some("[fd00::7]:8080")),
+            ("[fd00::7]:8080", Some("[fd00::7]:8080")),
+            ("$(POD_IP):8080", None),
+            ("localhost", None),
+        ] {
+            assert_eq!(
+                parse_socket_addr(s).map(|a| a.to_string()).as_deref(),
+                want,
+                "{s}"
+            );
+        }
+    }
 
     #[test]
     fn durations() {
