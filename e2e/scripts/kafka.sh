@@ -21,7 +21,10 @@ run="$SPILLWAY_RUN/kafka"
 pidf="$SPILLWAY_RUN/kafka.pid"
 logf="$SPILLWAY_RUN/kafka.log"
 
-alive() { [[ -f "$pidf" ]] && kill -0 "$(cat "$pidf")" 2>/dev/null; }
+# The recorded pid is ours only while it still runs kafka.Kafka (a stale pid file whose
+# pid was reused by another process is neither "running" nor stopped).
+ours() { kill -0 "$1" 2>/dev/null && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka'; }
+alive() { [[ -f "$pidf" ]] && ours "$(cat "$pidf")"; }
 
 # One JVM invocation over the installed jars; tools log to stderr at WARN only.
 kjava() {
@@ -124,7 +127,7 @@ wait_ready() { # seconds
 stop_kafka() {
   [[ -f "$pidf" ]] || return 0
   local pid; pid="$(cat "$pidf")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if ours "$pid"; then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
