@@ -133,6 +133,7 @@ pub struct Kubelet {
 impl Kubelet {
     /// Registers the Node and starts running pods.
     pub async fn start(client: Client, opts: KubeletOptions) -> Result<Self, KubeletError> {
+        install_crypto_provider();
         std::fs::create_dir_all(&opts.root).map_err(io_err("create the pod root"))?;
         register_node(&client, &opts.node).await?;
         let stop = CancellationToken::new();
@@ -141,7 +142,7 @@ impl Kubelet {
             client,
             opts,
             runs: runs.clone(),
-            next_ip: 10,
+            next_ip: 0,
             warned: HashSet::new(),
         };
         let token = stop.clone();
@@ -212,6 +213,12 @@ impl Drop for Kubelet {
             }
         }
     }
+}
+
+/// Picks rustls's `ring` provider for the process (the workspace enables two, so none is
+/// the default): call before making a [`kube::Client`].
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 async fn register_node(client: &Client, node: &str) -> Result<(), KubeletError> {
@@ -382,7 +389,8 @@ impl State {
             .first()
             .cloned()
             .ok_or_else(|| fail("no container".into()))?;
-        let ip = format!("127.0.0.{}", self.next_ip);
+        // Never reused while the stand-in runs (no TIME_WAIT sockets in the way).
+        let ip = format!("127.0.{}.{}", self.next_ip / 200, 10 + self.next_ip % 200);
         self.next_ip += 1;
         let uid = p.uid().unwrap_or_default();
         let dir = self.opts.root.join(format!(
@@ -535,6 +543,23 @@ impl State {
                         let secret = self.secret(&namespace, &s.name).await?;
                         files.extend(secret_files(&secret, s.items.as_deref()));
                     }
+                    if let Some(t) = src.service_account_token {
+                        let sa = p
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.service_account_name.clone())
+                            .unwrap_or_else(|| "default".into());
+                        files.push((t.path, self.token(&namespace, &sa).await?.into_bytes()));
+                    }
+                    if let Some(d) = src.downward_api {
+                        for item in d.items.unwrap_or_default() {
+                            if item.field_ref.as_ref().map(|f| f.field_path.as_str())
+                                == Some("metadata.namespace")
+                            {
+                                files.push((item.path, namespace.clone().into_bytes()));
+                            }
+                        }
+                    }
                 }
             }
             for (path, bytes) in files {
@@ -560,7 +585,7 @@ impl State {
                 .and_then(|sa| sa.automount_service_account_token)
                 .unwrap_or(true),
         };
-        if automount {
+        if automount && !out.iter().any(|(_, t)| t == SA_DIR) {
             let dir = run.dir.join("serviceaccount");
             std::fs::create_dir_all(&dir).map_err(io_err("create the token volume"))?;
             let token = self.token(&namespace, &sa_name).await?;
@@ -638,16 +663,12 @@ impl State {
         let term_file = run.dir.join("termination-log");
         std::fs::write(&term_file, b"").map_err(io_err("create the termination log"))?;
         let mut script = String::from("set -e\n");
+        // A mount over a parent of the pod directories (an emptyDir at /tmp) goes last, or
+        // it would hide the sources of the others.
+        let root = self.opts.root.display().to_string();
+        let mut mounts: Vec<&(PathBuf, String)> = mounts.iter().collect();
+        mounts.sort_by_key(|(_, target)| root.starts_with(target.as_str()));
         let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-        for (host, target) in mounts {
-            std::fs::create_dir_all(target)
-                .map_err(io_err(format!("create mount point {target}")))?;
-            script.push_str(&format!(
-                "mount --bind {} {}\n",
-                quote(&host.display().to_string()),
-                quote(target)
-            ));
-        }
         if !Path::new(&term_path).exists() {
             std::fs::write(&term_path, b"")
                 .map_err(io_err(format!("create mount point {term_path}")))?;
@@ -657,6 +678,15 @@ impl State {
             quote(&term_file.display().to_string()),
             quote(&term_path)
         ));
+        for (host, target) in &mounts {
+            std::fs::create_dir_all(target)
+                .map_err(io_err(format!("create mount point {target}")))?;
+            script.push_str(&format!(
+                "mount --bind {} {}\n",
+                quote(&host.display().to_string()),
+                quote(target)
+            ));
+        }
         script.push_str("exec \"$@\"\n");
         let log = std::fs::File::create(run.dir.join(format!("log-{}", run.restarts)))
             .map_err(io_err("create the log"))?;

@@ -324,6 +324,7 @@ fn binaries_dir() -> PathBuf {
 }
 
 fn kube_client(rt: &tokio::runtime::Runtime, kubeconfig: &Path) -> kube::Client {
+    spillway_e2e::kubelet::install_crypto_provider();
     rt.block_on(async {
         let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
         let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -482,7 +483,7 @@ fn chart_and_pipeline_lifecycle_on_a_real_cluster() {
             &operator_ns,
             "rollout",
             "status",
-            &format!("deployment/{RELEASE}-spillway"),
+            &format!("deployment/{RELEASE}"),
             "--timeout=180s",
         ],
     );

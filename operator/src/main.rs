@@ -30,6 +30,8 @@ fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
+            // The API server's TLS: one crypto provider (the build has more than one).
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let filter =
                 EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
             let fmt = tracing_subscriber::fmt().with_env_filter(filter);
