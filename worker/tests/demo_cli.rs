@@ -14,7 +14,8 @@ async fn demo_commits_every_record_and_serves_progress_and_metrics() {
         .args([
             "demo",
             "--duration",
-            "20s",
+            // An upper bound: the demo ends once every produced record is committed.
+            "90s",
             "--count",
             "60000",
             "--rps",
@@ -30,7 +31,7 @@ async fn demo_commits_every_record_and_serves_progress_and_metrics() {
         .unwrap();
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(90);
     let mut progress = serde_json::Value::Null;
     while Instant::now() < deadline {
         if let Ok(r) = client.get(format!("{base}/progress")).send().await {
