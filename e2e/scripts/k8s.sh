@@ -38,10 +38,14 @@ kcm_kubeconfig="$run/controller-manager.kubeconfig"
 
 # ---------------------------------------------------------------- install
 
-# The stamp holds a hash of everything the build reads from the clone, so editing
-# go.mod or a main rebuilds, and an unchanged tree is a no-op.
+# Bump when the go build command below changes, so built binaries are rebuilt.
+build_rev=1
+
+# The stamp holds a hash of everything the build reads (go.mod, go.sum, the mains, the Go
+# toolchain, build_rev): a change rebuilds, an unchanged tree is a no-op.
 source_hash() {
-  (cd "$module" && cat go.mod go.sum cmd/*/main.go && go version) | sha256sum | cut -d' ' -f1
+  (cd "$module" && cat go.mod go.sum cmd/*/main.go && go version && echo "$build_rev") \
+    | sha256sum | cut -d' ' -f1
 }
 
 install() {
@@ -54,7 +58,7 @@ install() {
     return
   fi
   log "building etcd $etcd_version, kube-apiserver and kube-controller-manager $k8s_version into $bin"
-  log "(about 15 minutes cold on 2 cores; the Go caches under $SPILLWAY_CACHE/go make later builds fast)"
+  log "(cold: about 12 CPU-minutes, 8-16 minutes on 2 cores; the Go caches under $SPILLWAY_CACHE/go make it a no-op later)"
   local minor="${k8s_version#v1.}"; minor="${minor%%.*}"
   local x="" pkg
   # The version the binaries report (/version, kubectl version), as the Kubernetes release build sets it.
@@ -68,49 +72,66 @@ install() {
      GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 \
      go build -trimpath -ldflags="-s -w$x" -o "$bin/" ./cmd/...)
   printf '%s\n' "$want" >"$stamp"
-  log "built in $((SECONDS - start))s: $(cd "$bin" && echo etcd kube-apiserver kube-controller-manager)"
+  log "built etcd, kube-apiserver and kube-controller-manager in $((SECONDS - start))s"
 }
 
 # ---------------------------------------------------------------- certificates
 
-# sign NAME CN O EXT: a key and a certificate signed by the test CA, kept when present.
+# make_ca NAME CN: a self-signed CA, kept when present. A new one invalidates every
+# certificate the old one signed ($pki/NAME.issued lists them): those are made again.
+make_ca() {
+  [[ -f "$pki/$1.crt" && -f "$pki/$1.key" ]] && return
+  local name
+  if [[ -f "$pki/$1.issued" ]]; then
+    while read -r name; do rm -f "$pki/$name.crt" "$pki/$name.key"; done <"$pki/$1.issued"
+  fi
+  rm -f "$pki/$1.issued" "$pki/$1.srl"
+  openssl req -x509 -new -nodes -newkey rsa:2048 -sha256 -days 3650 \
+    -subj "/CN=$2" -keyout "$pki/$1.key" -out "$pki/$1.crt" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+}
+
+# sign CA NAME CN O EXT: a key and a certificate signed by CA, kept when present.
 sign() {
-  local name="$1" cn="$2" org="$3" ext="$4" subj="/CN=$2"
+  local ca="$1" name="$2" cn="$3" org="$4" ext="$5" subj="/CN=$3"
   [[ -f "$pki/$name.crt" && -f "$pki/$name.key" ]] && return
   [[ -n "$org" ]] && subj="/O=$org/CN=$cn"
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/$name.key" 2>/dev/null
   openssl req -new -key "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr"
   printf '%s\n' "$ext" >"$pki/$name.ext"
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" -CAcreateserial \
     -days 3650 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
   rm -f "$pki/$name.csr" "$pki/$name.ext"
+  printf '%s\n' "$name" >>"$pki/$ca.issued"
 }
 
 make_pki() {
   mkdir -p "$pki"
   chmod 700 "$run" "$pki"
-  if [[ ! -f "$pki/ca.crt" || ! -f "$pki/ca.key" ]]; then
-    # A new CA invalidates every certificate it signed: start over.
-    rm -f "$pki"/*.crt "$pki"/*.key "$pki"/*.srl "$run"/*.kubeconfig
-    openssl req -x509 -new -nodes -newkey rsa:2048 -sha256 -days 3650 \
-      -subj "/CN=spillway-e2e-ca" -keyout "$pki/ca.key" -out "$pki/ca.crt" \
-      -addext "basicConstraints=critical,CA:TRUE" \
-      -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
-  fi
+  make_ca ca spillway-e2e-ca
+  # The front-proxy CA signs the apiserver's client certificate for aggregated APIs; the
+  # controller manager's delegated authentication expects it in extension-apiserver-authentication.
+  make_ca front-proxy-ca spillway-e2e-front-proxy-ca
   local leaf="basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment"
-  sign apiserver kube-apiserver "" "$leaf
+  sign ca apiserver kube-apiserver "" "$leaf
 extendedKeyUsage=serverAuth
 subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:$service_ip"
   # etcd's one certificate serves clients and its (loopback, single-member) peer port.
-  sign etcd etcd "" "$leaf
+  sign ca etcd etcd "" "$leaf
 extendedKeyUsage=serverAuth,clientAuth
 subjectAltName=IP:127.0.0.1,DNS:localhost"
-  sign apiserver-etcd-client kube-apiserver-etcd-client "" "$leaf
+  sign ca controller-manager-serving kube-controller-manager "" "$leaf
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost"
+  sign ca apiserver-etcd-client kube-apiserver-etcd-client "" "$leaf
 extendedKeyUsage=clientAuth"
-  sign admin spillway-e2e-admin system:masters "$leaf
+  sign ca admin spillway-e2e-admin system:masters "$leaf
 extendedKeyUsage=clientAuth"
-  sign controller-manager system:kube-controller-manager "" "$leaf
+  sign ca controller-manager system:kube-controller-manager "" "$leaf
+extendedKeyUsage=clientAuth"
+  sign front-proxy-ca front-proxy-client front-proxy-client "" "$leaf
 extendedKeyUsage=clientAuth"
   if [[ ! -f "$pki/sa.key" || ! -f "$pki/sa.pub" ]]; then
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
@@ -176,17 +197,33 @@ fail() {
 spawn() {
   local name="$1"; shift
   [[ -x "$bin/$name" ]] || die "$bin/$name missing: run e2e/scripts/k8s.sh install"
-  nohup "$bin/$name" "$@" >>"$run/$name.log" 2>&1 </dev/null &
+  # One log per run; the previous run's stays beside it as NAME.log.1.
+  [[ -f "$run/$name.log" ]] && mv -f "$run/$name.log" "$run/$name.log.1"
+  nohup "$bin/$name" "$@" >"$run/$name.log" 2>&1 </dev/null &
   echo $! >"$run/$name.pid"
 }
 
-# wait_ok NAME SECONDS URL CURL-ARGS...: until URL answers "ok" while NAME stays up.
-wait_ok() {
-  local name="$1" secs="$2" url="$3" deadline; shift 3
+# port_free NAME PORT: nothing listens there yet (else a stale or foreign server would answer).
+port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
+    die "$1: 127.0.0.1:$2 is already in use (another cluster? set SPILLWAY_K8S_*PORT and SPILLWAY_RUN)"
+  fi
+}
+
+# up NAME: the process spawn just started still runs. (Not alive: until nohup has exec'd
+# the binary, its command line is not yet the binary's.)
+up() { kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
+
+# wait_for NAME SECONDS URL PATTERN CURL-ARGS...: until the body of URL matches PATTERN
+# (an extended regex) while NAME stays up.
+wait_for() {
+  local name="$1" secs="$2" url="$3" pattern="$4" deadline body; shift 4
   deadline=$((SECONDS + secs))
-  until [[ "$(curl -fsS --max-time 5 "$@" "$url" 2>/dev/null)" == ok ]]; do
-    alive "$name" || fail "$name" "exited during start-up"
-    (( SECONDS > deadline )) && fail "$name" "$url did not answer ok within ${secs}s"
+  while :; do
+    up "$name" || fail "$name" "exited during start-up"
+    body="$(curl -fsS --max-time 5 "$@" "$url" 2>/dev/null)" || body=""
+    [[ "$body" =~ $pattern ]] && return
+    (( SECONDS > deadline )) && fail "$name" "$url did not answer within ${secs}s"
     sleep 0.5
   done
 }
@@ -196,6 +233,8 @@ admin_curl=(--cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key
 start_etcd() {
   if alive etcd; then log "etcd already running (pid $(cat "$run/etcd.pid"))"; return; fi
   local peer="https://127.0.0.1:$etcd_peer_port" client="https://127.0.0.1:$etcd_port"
+  port_free etcd "$etcd_port"
+  port_free etcd "$etcd_peer_port"
   spawn etcd --name spillway-e2e --data-dir "$run/etcd-data" \
     --listen-client-urls "$client" --advertise-client-urls "$client" \
     --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
@@ -206,28 +245,34 @@ start_etcd() {
     --peer-cert-file "$pki/etcd.crt" --peer-key-file "$pki/etcd.key" \
     --peer-trusted-ca-file "$pki/ca.crt" --peer-client-cert-auth \
     --snapshot-count 10000 --log-level warn
-  wait_ok etcd 60 "$client/health" --cacert "$pki/ca.crt" \
-    --cert "$pki/apiserver-etcd-client.crt" --key "$pki/apiserver-etcd-client.key" \
-    -o /dev/null -w ok
+  wait_for etcd 60 "$client/health" '"health":"true"' --cacert "$pki/ca.crt" \
+    --cert "$pki/apiserver-etcd-client.crt" --key "$pki/apiserver-etcd-client.key"
   log "etcd $etcd_version on $client (pid $(cat "$run/etcd.pid"))"
 }
 
+# The "kubernetes" Service gets its ClusterIP, but no Endpoints: the only address is
+# loopback, which Endpoints refuse (the reconciler would fail every 10s).
 start_apiserver() {
   if alive kube-apiserver; then log "kube-apiserver already running (pid $(cat "$run/kube-apiserver.pid"))"; return; fi
+  port_free kube-apiserver "$api_port"
   spawn kube-apiserver \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --cert-dir "$run/apiserver-certs" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
+    --requestheader-client-ca-file "$pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
     --etcd-servers "https://127.0.0.1:$etcd_port" --etcd-cafile "$pki/ca.crt" \
     --etcd-certfile "$pki/apiserver-etcd-client.crt" --etcd-keyfile "$pki/apiserver-etcd-client.key" \
     --authorization-mode Node,RBAC \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range "$service_cidr" \
+    --endpoint-reconciler-type none \
     --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultTolerationSeconds,NodeRestriction,PodSecurity,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook \
     --allow-privileged=true --profiling=false
-  wait_ok kube-apiserver 120 "$api_url/readyz" "${admin_curl[@]}"
+  wait_for kube-apiserver 120 "$api_url/readyz" '^ok$' "${admin_curl[@]}"
   log "kube-apiserver $k8s_version on $api_url (pid $(cat "$run/kube-apiserver.pid"))"
 }
 
@@ -235,22 +280,23 @@ start_controller_manager() {
   if alive kube-controller-manager; then
     log "kube-controller-manager already running (pid $(cat "$run/kube-controller-manager.pid"))"; return
   fi
+  port_free kube-controller-manager "$kcm_port"
   spawn kube-controller-manager \
     --kubeconfig "$kcm_kubeconfig" \
     --authentication-kubeconfig "$kcm_kubeconfig" --authorization-kubeconfig "$kcm_kubeconfig" \
-    --bind-address 127.0.0.1 --secure-port "$kcm_port" --cert-dir "$run/controller-manager-certs" \
+    --bind-address 127.0.0.1 --secure-port "$kcm_port" \
+    --tls-cert-file "$pki/controller-manager-serving.crt" --tls-private-key-file "$pki/controller-manager-serving.key" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
     --use-service-account-credentials=true --controllers '*' \
     --service-cluster-ip-range "$service_cidr" --cluster-name spillway-e2e \
     --leader-elect=false --profiling=false
-  # The serving certificate is the one it made for itself on loopback: -k for this probe only.
-  wait_ok kube-controller-manager 90 "https://127.0.0.1:$kcm_port/healthz" -k
+  wait_for kube-controller-manager 90 "https://127.0.0.1:$kcm_port/healthz" '^ok$' --cacert "$pki/ca.crt"
   # The service-account controller is up once the default namespace has its account.
   local deadline=$((SECONDS + 60))
   until curl -fsS --max-time 5 "${admin_curl[@]}" -o /dev/null \
       "$api_url/api/v1/namespaces/default/serviceaccounts/default" 2>/dev/null; do
-    alive kube-controller-manager || fail kube-controller-manager "exited during start-up"
+    up kube-controller-manager || fail kube-controller-manager "exited during start-up"
     (( SECONDS > deadline )) && fail kube-controller-manager "no default ServiceAccount within 60s"
     sleep 0.5
   done

@@ -17,9 +17,9 @@ async fn demo_commits_every_record_and_serves_progress_and_metrics() {
             // An upper bound: the demo ends once every produced record is committed.
             "90s",
             "--count",
-            "60000",
+            "300000",
             "--rps",
-            "20000",
+            "50000",
             "--http",
             &format!("127.0.0.1:{port}"),
             "--dir",
@@ -128,11 +128,11 @@ async fn demo_commits_every_record_and_serves_progress_and_metrics() {
     );
     assert!(stdout.contains("demo finished"), "{stdout}");
     assert!(
-        stdout.contains("60000 rows committed"),
+        stdout.contains("300000 rows committed"),
         "every produced record lands once: {stdout}"
     );
     assert!(
-        stdout.contains("| 60000 "),
+        stdout.contains("| 300000 "),
         "the summary reads the table back: {stdout}"
     );
     let _ = std::fs::remove_dir_all(&dir);
