@@ -410,13 +410,4 @@ mod tests {
         assert_eq!(a, b);
         Ok(())
     }
-
-    /// `cargo test --release -p spillway-worker --lib decode::bench -- --ignored --nocapture`
-    #[test]
-    #[ignore = "benchmark: prints figures, run in release"]
-    fn print_decode_bench() -> Result<(), BenchError> {
-        let rows = run_decode_bench(1_000_000, 42)?;
-        println!("{}", format_report(&rows));
-        Ok(())
-    }
 }
