@@ -446,6 +446,10 @@ fn rbac_is_least_privilege_and_scoped_to_the_watched_namespaces() {
             &["get", "list", "watch", "create", "patch", "delete"],
         ),
         (
+            ("networking.k8s.io", "networkpolicies"),
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
+        (
             ("batch", "jobs"),
             &["get", "list", "watch", "create", "patch", "delete"],
         ),

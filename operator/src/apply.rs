@@ -9,6 +9,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -125,6 +126,9 @@ pub async fn apply_children(
     apply_owned(client, &c.service, owner_uid).await?;
     if let Some(pdb) = &c.pdb {
         apply_owned(client, pdb, owner_uid).await?;
+    }
+    if let Some(np) = &c.network_policy {
+        apply_owned(client, np, owner_uid).await?;
     }
     Ok(workload)
 }
@@ -252,6 +256,8 @@ pub async fn delete_orphans(
     deleted.extend(sweep.run::<Service>(&[&c.service]).await?);
     let pdbs: Vec<&PodDisruptionBudget> = c.pdb.iter().collect();
     deleted.extend(sweep.run::<PodDisruptionBudget>(&pdbs).await?);
+    let policies: Vec<&NetworkPolicy> = c.network_policy.iter().collect();
+    deleted.extend(sweep.run::<NetworkPolicy>(&policies).await?);
     let cronjobs: Vec<&CronJob> = c.cronjobs.iter().collect();
     deleted.extend(sweep.run::<CronJob>(&cronjobs).await?);
     Ok(deleted)

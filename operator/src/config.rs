@@ -48,6 +48,28 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "SPILLWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Give each pipeline's workers a NetworkPolicy: ingress only to their HTTP port, only
+    /// from the operator's pods and from the `--scrape-namespace` namespaces (Prometheus).
+    #[arg(long, env = "SPILLWAY_WORKER_NETWORK_POLICY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub worker_network_policy: bool,
+    /// Namespaces whose pods may scrape the workers' `/metrics`, comma-separated or repeated.
+    #[arg(
+        long = "scrape-namespace",
+        env = "SPILLWAY_SCRAPE_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "monitoring"
+    )]
+    pub scrape_namespaces: Vec<String>,
+}
+
+/// Who may reach the workers' HTTP port (the workers' NetworkPolicy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerNetworkPolicy {
+    /// The operator's namespace; `None` (the operator runs outside the cluster): operator
+    /// pods of any namespace.
+    pub operator_namespace: Option<String>,
+    /// Namespaces whose pods may scrape `/metrics`.
+    pub scrape_namespaces: Vec<String>,
 }
 
 /// Log output format.
@@ -76,6 +98,8 @@ pub struct Settings {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// The workers' NetworkPolicy; `None`: none is applied (and a stale one is removed).
+    pub worker_network_policy: Option<WorkerNetworkPolicy>,
 }
 
 impl Default for Settings {
@@ -85,6 +109,7 @@ impl Default for Settings {
             progress_timeout: Duration::from_secs(2),
             retry_base: Duration::from_secs(5),
             retry_max: Duration::from_secs(300),
+            worker_network_policy: None,
         }
     }
 }
@@ -94,6 +119,10 @@ impl From<&RunArgs> for Settings {
         Self {
             progress_interval: a.progress_interval,
             progress_timeout: a.progress_timeout,
+            worker_network_policy: a.worker_network_policy.then(|| WorkerNetworkPolicy {
+                operator_namespace: a.lease_namespace.clone(),
+                scrape_namespaces: a.scrape_namespaces.clone(),
+            }),
             ..Self::default()
         }
     }

@@ -51,8 +51,11 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            // Pod IPs are reached directly (no proxy) and a worker's answer is read as is:
+            // a redirect elsewhere is not followed.
             http: reqwest::Client::builder()
                 .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
             metrics,

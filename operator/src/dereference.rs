@@ -140,10 +140,16 @@ pub async fn observe(
             name: name.into(),
             source,
         })?;
-    let terminated = pods.items.iter().filter_map(termination).collect();
-    let targets: Vec<(String, String)> = pods
+    // Only the workload's own pods: a pod that merely carries the labels is not read.
+    let job_uid = job.as_ref().and_then(|j| j.metadata.uid.as_deref());
+    let owned: Vec<&Pod> = pods
         .items
         .iter()
+        .filter(|p| owned_by_workload(p, name, job_uid))
+        .collect();
+    let terminated = owned.iter().copied().filter_map(termination).collect();
+    let targets: Vec<(String, String)> = owned
+        .into_iter()
         .filter(|p| is_ready(p))
         .filter_map(|p| progress_url(p).map(|u| (p.name_any(), u)))
         .collect();
@@ -189,6 +195,28 @@ pub fn termination(p: &Pod) -> Option<Terminated> {
     })
 }
 
+/// Whether pipeline `name`'s workload controls `p`: its controller is the Job (by uid) or
+/// one of the Deployment's ReplicaSets (which the Deployment controller names
+/// `<deployment>-<pod-template-hash>`).
+pub fn owned_by_workload(p: &Pod, name: &str, job_uid: Option<&str>) -> bool {
+    let Some(owner) = p
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)))
+    else {
+        return false;
+    };
+    match owner.kind.as_str() {
+        "Job" => job_uid == Some(owner.uid.as_str()),
+        "ReplicaSet" => p
+            .labels()
+            .get("pod-template-hash")
+            .is_some_and(|hash| owner.name == format!("{name}-{hash}")),
+        _ => false,
+    }
+}
+
 /// Whether a pod is ready, running and not being deleted.
 pub fn is_ready(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
@@ -221,23 +249,47 @@ pub fn progress_url(p: &Pod) -> Option<String> {
     Some(format!("http://{host}:{port}{PROGRESS_PATH}"))
 }
 
+/// The largest `/progress` answer read (a report is a few kilobytes).
+pub const MAX_PROGRESS_BYTES: usize = 1 << 20;
+
+/// One worker's `/progress`: within `timeout` in all (connect, headers and body), at most
+/// [`MAX_PROGRESS_BYTES`], a 2xx answer only (the client follows no redirects).
 async fn fetch(
     http: &reqwest::Client,
     url: &str,
     timeout: Duration,
 ) -> Result<WorkerProgress, String> {
-    let response = http
+    let mut response = http
         .get(url)
         .timeout(timeout)
         .send()
         .await
         .map_err(|e| format!("GET {url}: {e}"))?;
-    let response = response
-        .error_for_status()
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    response
-        .json::<WorkerProgress>()
+    if !response.status().is_success() {
+        return Err(format!("GET {url}: http {}", response.status().as_u16()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_PROGRESS_BYTES as u64)
+    {
+        return Err(format!(
+            "GET {url}: answer exceeds {MAX_PROGRESS_BYTES} bytes"
+        ));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
+        .map_err(|e| format!("GET {url}: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_PROGRESS_BYTES {
+            return Err(format!(
+                "GET {url}: answer exceeds {MAX_PROGRESS_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice::<WorkerProgress>(&body)
         .map_err(|e| format!("GET {url}: invalid progress report: {e}"))
 }
 
@@ -302,5 +354,105 @@ mod tests {
         assert!(is_ready(&pod(Some("10.0.0.1"), None, true)));
         assert!(!is_ready(&pod(Some("10.0.0.1"), None, false)));
         assert!(!is_ready(&Pod::default()));
+    }
+
+    fn owned(kind: &str, name: &str, uid: &str, hash: Option<&str>) -> Pod {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let mut p = pod(Some("10.0.0.7"), None, true);
+        p.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: uid.into(),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        p.metadata.labels = hash.map(|h| [("pod-template-hash".to_string(), h.to_string())].into());
+        p
+    }
+
+    #[test]
+    fn only_the_workloads_own_pods_are_read() {
+        assert!(owned_by_workload(
+            &owned("ReplicaSet", "events-5d8f", "u", Some("5d8f")),
+            "events",
+            None
+        ));
+        assert!(owned_by_workload(
+            &owned("Job", "events", "job-1", None),
+            "events",
+            Some("job-1")
+        ));
+        // Labels alone, another Deployment's ReplicaSet, another Job, or no owner: not ours.
+        assert!(!owned_by_workload(
+            &pod(Some("10.0.0.7"), None, true),
+            "events",
+            Some("job-1")
+        ));
+        assert!(!owned_by_workload(
+            &owned("ReplicaSet", "other-5d8f", "u", Some("5d8f")),
+            "events",
+            None
+        ));
+        assert!(!owned_by_workload(
+            &owned("ReplicaSet", "events-5d8f", "u", None),
+            "events",
+            None
+        ));
+        assert!(!owned_by_workload(
+            &owned("Job", "events", "job-2", None),
+            "events",
+            Some("job-1")
+        ));
+        assert!(!owned_by_workload(
+            &owned("StatefulSet", "events", "u", None),
+            "events",
+            None
+        ));
+    }
+
+    async fn serve(app: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/progress")
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn progress_reads_follow_no_redirect_and_are_bounded() {
+        use axum::routing::get;
+        let elsewhere = serve(axum::Router::new().route(
+            "/progress",
+            get(|| async { axum::Json(WorkerProgress::default()) }),
+        ))
+        .await;
+        let to = elsewhere.clone();
+        let redirecting = serve(axum::Router::new().route(
+            "/progress",
+            get(move || {
+                let to = to.clone();
+                async move { axum::response::Redirect::temporary(&to) }
+            }),
+        ))
+        .await;
+        let huge = serve(axum::Router::new().route(
+            "/progress",
+            get(|| async { "x".repeat(MAX_PROGRESS_BYTES + 1) }),
+        ))
+        .await;
+        let t = Duration::from_secs(5);
+        assert!(fetch(&client(), &elsewhere, t).await.is_ok());
+        let e = fetch(&client(), &redirecting, t).await.unwrap_err();
+        assert!(e.ends_with("http 307"), "{e}");
+        let e = fetch(&client(), &huge, t).await.unwrap_err();
+        assert!(e.contains("exceeds"), "{e}");
     }
 }

@@ -19,7 +19,7 @@ enum Command {
     /// Print the StreamingPipeline CustomResourceDefinition as YAML (what `crds/` holds).
     Crd,
     /// Run the controller: watch StreamingPipelines and reconcile them into workers.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(spillway_operator::controller::run(args))?;
+            runtime.block_on(spillway_operator::controller::run(*args))?;
             Ok(ExitCode::SUCCESS)
         }
     }

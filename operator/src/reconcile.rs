@@ -199,7 +199,7 @@ async fn run(p: &StreamingPipeline, ctx: &Context) -> Result<(Action, &'static s
     };
 
     // build
-    let children = build::build_children(&valid)?;
+    let children = build::build_children(&valid, &ctx.settings)?;
 
     // apply
     let workload = match apply::apply_children(&ctx.client, &children, &valid.owner.uid).await {

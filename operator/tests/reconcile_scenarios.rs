@@ -189,6 +189,7 @@ async fn suspend_scales_to_zero_and_removes_the_budget() {
         )
         .await;
         api.delete(&format!("{}/{NAME}", pdbs())).await;
+        api.list(&network_policies(), vec![]).await;
         api.list(&cronjobs(), vec![]).await;
         api.event_with("Normal", "Suspended").await;
         let orphans = api.event_with("Normal", "OrphansDeleted").await;
@@ -592,11 +593,11 @@ async fn an_available_now_pipeline_runs_as_a_job_to_completed() {
         api.get_missing(&format!("{}/{NAME}", deployments())).await;
         // The Job exists (of this pipeline file) and is complete; its pod succeeded.
         let valid = spillway_operator::validate::validate(&pp).unwrap();
-        let hash = spillway_operator::build::build_children(&valid)
+        let hash = spillway_operator::build::build_children(&valid, &Default::default())
             .unwrap()
             .config_hash;
         let job = json!({"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": NAME, "namespace": NS,
+            "metadata": {"name": NAME, "namespace": NS, "uid": "job-uid",
                          "ownerReferences": [{"apiVersion": "spillway.dev/v1alpha1", "kind": "StreamingPipeline",
                                               "name": NAME, "uid": UID, "controller": true}]},
             "spec": {"template": {"metadata": {"annotations": {"spillway.dev/config-hash": hash}},
@@ -604,7 +605,9 @@ async fn an_available_now_pipeline_runs_as_a_job_to_completed() {
             "status": {"succeeded": 2, "conditions": [{"type": "Complete", "status": "True"}]}});
         api.get(&format!("{}/{NAME}", jobs()), &job).await;
         let done = json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "events-x", "namespace": NS},
+            "metadata": {"name": "events-x", "namespace": NS,
+                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": NAME,
+                                              "uid": "job-uid", "controller": true}]},
             "status": {"phase": "Succeeded", "containerStatuses": [{"name": "worker", "ready": false,
                 "restartCount": 0, "image": "i", "imageID": "", "state": {"terminated": {"exitCode": 0,
                 "message": "{\"type\":\"Completed\",\"reason\":\"Completed\",\"message\":\"done\"}"}}}]}});

@@ -123,6 +123,88 @@ impl Checkpoint {
         }
     }
 
+    /// Reads `name`, `None` when it does not exist.
+    async fn read(&self, name: &str) -> Result<Option<Vec<u8>>, CheckpointError> {
+        match self.store.get(&self.path(name)).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(|b| Some(b.to_vec()))
+                .map_err(|e| self.err(e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Writes `name` unless it exists; returns what is stored afterwards (ours, or the
+    /// one another worker wrote first).
+    async fn create_or_read(&self, name: &str, body: Vec<u8>) -> Result<Vec<u8>, CheckpointError> {
+        let created = self
+            .store
+            .put_opts(
+                &self.path(name),
+                PutPayload::from(body.clone()),
+                PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                },
+            )
+            .await;
+        match created {
+            Ok(_) => Ok(body),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => self
+                .read(name)
+                .await?
+                .ok_or_else(|| self.corrupt(name, "vanished after it existed")),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// The start of partition `partition` of `topic` for a pipeline that has no position in
+    /// its sink yet: the first one resolved (from `startingOffsets`) is kept, put-if-absent,
+    /// so a restart, a rebalance or another worker starts there too — never at a later
+    /// `latest` that would skip what arrived meanwhile (Spark's offset log does the same).
+    pub async fn start_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        resolved: i64,
+    ) -> Result<i64, CheckpointError> {
+        let name = format!("sources/{topic}/{partition}.json");
+        let body = serde_json::to_vec(&serde_json::json!({ "offset": resolved }))
+            .map_err(|e| self.corrupt(&name, e))?;
+        let stored = self.create_or_read(&name, body).await?;
+        serde_json::from_slice::<serde_json::Value>(&stored)
+            .ok()
+            .and_then(|v| v.get("offset")?.as_i64())
+            .ok_or_else(|| self.corrupt(&name, "no offset"))
+    }
+
+    /// The reader schema a pipeline without `readerSchema` adopted (the first writer schema
+    /// it met, or its evolution): the table's schema, kept across restarts.
+    pub async fn reader_schema(&self) -> Result<Option<String>, CheckpointError> {
+        Ok(self
+            .read("reader-schema.avsc")
+            .await?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Records the adopted reader schema (before the commit of the first batch decoded
+    /// with it).
+    pub async fn write_reader_schema(&self, schema: &str) -> Result<(), CheckpointError> {
+        self.store
+            .put(
+                &self.path("reader-schema.avsc"),
+                PutPayload::from(schema.as_bytes().to_vec()),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// The batch id of the last recorded report.
     async fn last_batch_id(&self) -> Result<Option<i64>, CheckpointError> {
         let prefix = self.path("progress");
@@ -183,5 +265,40 @@ impl Checkpoint {
                 .await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint() -> Checkpoint {
+        let dir = std::env::temp_dir().join(format!("ckpt-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Checkpoint::open(
+            &Url::from_directory_path(&dir).unwrap(),
+            &Default::default(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_first_resolved_start_of_a_partition_is_kept() {
+        let c = checkpoint();
+        assert_eq!(c.start_offset("t", 0, 100).await.unwrap(), 100);
+        // A restart (or another worker) resolving `latest` later gets the first start.
+        assert_eq!(c.start_offset("t", 0, 250).await.unwrap(), 100);
+        assert_eq!(c.start_offset("t", 1, 7).await.unwrap(), 7, "per partition");
+    }
+
+    #[tokio::test]
+    async fn the_adopted_reader_schema_survives_a_restart() {
+        let c = checkpoint();
+        assert_eq!(c.reader_schema().await.unwrap(), None);
+        c.write_reader_schema("\"long\"").await.unwrap();
+        assert_eq!(
+            c.reader_schema().await.unwrap().as_deref(),
+            Some("\"long\"")
+        );
     }
 }

@@ -149,7 +149,12 @@ pub fn registry_client(
 struct Group<M> {
     decoder: AvroDecoder,
     meta: Vec<M>,
+    /// Arrival number of each row in the batch (Kafka order across the groups).
+    seq: Vec<u32>,
 }
+
+/// Decoded rows with their metadata and arrival numbers.
+type Part<M> = (RecordBatch, Vec<M>, Vec<u32>);
 
 /// Decodes values into one Arrow schema (the reader's), keeping each row's metadata `M`
 /// (partition, offset, …) aligned with it.
@@ -167,7 +172,9 @@ pub struct ValueDecoder<M> {
     /// table's schema, so a writer with more fields needs evolution.
     implicit_reader: bool,
     /// Rows decoded under an earlier reader schema in this batch (before an evolution).
-    done: Vec<(RecordBatch, Vec<M>)>,
+    done: Vec<Part<M>>,
+    /// The arrival number of the next row.
+    next_seq: u32,
 }
 
 impl<M> std::fmt::Debug for ValueDecoder<M> {
@@ -235,6 +242,7 @@ impl<M> ValueDecoder<M> {
             evolve: false,
             implicit_reader: false,
             done: Vec::new(),
+            next_seq: 0,
         })
     }
 
@@ -245,6 +253,28 @@ impl<M> ValueDecoder<M> {
         self
     }
 
+    /// Resumes with the reader schema an earlier run adopted (kept in the checkpoint), when
+    /// the spec names none: after the first commit the table's schema is the reader, not
+    /// whichever writer this process happens to meet first.
+    pub fn with_adopted_reader(mut self, schema: Option<String>) -> Self {
+        if self.reader.is_none()
+            && self.encoding == AvroEncoding::Confluent
+            && let Some(s) = schema
+        {
+            self.reader = Some(s);
+            self.implicit_reader = true;
+        }
+        self
+    }
+
+    /// The reader schema adopted without a `readerSchema` in the spec (to be kept in the
+    /// checkpoint), `None` when the spec names the reader.
+    pub fn adopted_reader(&self) -> Option<&str> {
+        self.implicit_reader
+            .then_some(())
+            .and(self.reader.as_deref())
+    }
+
     /// Finishes the rows decoded so far under the current reader, before it changes.
     fn flush_groups(&mut self) -> Result<(), FormatError> {
         for (_, mut g) in self.groups.drain() {
@@ -252,7 +282,8 @@ impl<M> ValueDecoder<M> {
                 continue;
             }
             let b = g.decoder.finish().map_err(FormatError::Finish)?;
-            self.done.push((b, std::mem::take(&mut g.meta)));
+            self.done
+                .push((b, std::mem::take(&mut g.meta), std::mem::take(&mut g.seq)));
         }
         Ok(())
     }
@@ -278,6 +309,12 @@ impl<M> ValueDecoder<M> {
             Ok(w) => w,
             Err(RegistryError::NotFound { .. }) => {
                 return Ok(Err(BadRecord::UnknownSchemaId { id }));
+            }
+            Err(e @ RegistryError::Oversized { .. }) => {
+                return Ok(Err(BadRecord::SchemaIncompatible {
+                    id,
+                    message: e.to_string(),
+                }));
             }
             Err(e) => return Err(e.into()),
         };
@@ -349,10 +386,13 @@ impl<M> ValueDecoder<M> {
         let group = self.groups.entry(key).or_insert_with(|| Group {
             decoder: AvroDecoder::new(plan),
             meta: Vec::new(),
+            seq: Vec::new(),
         });
         match group.decoder.push(body) {
             Ok(()) => {
                 group.meta.push(meta);
+                group.seq.push(self.next_seq);
+                self.next_seq += 1;
                 Ok(Ok(()))
             }
             Err(e) => Ok(Err(e.into())),
@@ -369,44 +409,59 @@ impl<M> ValueDecoder<M> {
         self.len() == 0
     }
 
-    /// The batch of all rows so far (reader schema) and their metadata, in the same order;
-    /// `None` when there are no rows.
+    /// The batch of all rows so far (reader schema) and their metadata, in the same order —
+    /// the order they were pushed in (Kafka order), whatever writer schema each had; `None`
+    /// when there are no rows.
     pub fn finish(&mut self) -> Result<Option<(RecordBatch, Vec<M>)>, FormatError> {
-        let mut batches = Vec::new();
-        let mut meta = Vec::new();
-        let mut schema: Option<SchemaRef> = None;
-        let earlier = std::mem::take(&mut self.done);
-        let mut keys: Vec<Option<u32>> = self.groups.keys().copied().collect();
-        keys.sort();
-        for k in keys {
-            if let Some(g) = self.groups.get_mut(&k) {
-                if g.meta.is_empty() {
-                    continue;
-                }
-                let b = g.decoder.finish().map_err(FormatError::Finish)?;
-                schema.get_or_insert_with(|| b.schema());
-                batches.push(b);
-                meta.append(&mut g.meta);
+        self.next_seq = 0;
+        let mut parts = std::mem::take(&mut self.done);
+        for g in self.groups.values_mut() {
+            if g.meta.is_empty() {
+                continue;
             }
+            let b = g.decoder.finish().map_err(FormatError::Finish)?;
+            parts.push((b, std::mem::take(&mut g.meta), std::mem::take(&mut g.seq)));
         }
-        // Rows decoded before a schema evolution get the new columns as nulls.
-        let schema = schema.or_else(|| earlier.last().map(|(b, _)| b.schema()));
-        let Some(schema) = schema else {
+        // The current reader's schema: of a group decoded now, else of the last evolution.
+        let Some(schema) = parts.last().map(|(b, _, _)| b.schema()) else {
             return Ok(None);
         };
-        for (b, mut m) in earlier.into_iter().rev() {
-            batches.insert(0, widen(&b, &schema)?);
-            let mut rest = std::mem::take(&mut meta);
-            m.append(&mut rest);
-            meta = m;
+        if parts.len() == 1 {
+            return Ok(parts.pop().map(|(b, m, _)| (b, m)));
         }
-        let batch = if batches.len() == 1 {
-            batches.remove(0)
-        } else {
-            arrow_select::concat::concat_batches(&schema, &batches)?
-        };
-        Ok(Some((batch, meta)))
+        let mut batches = Vec::with_capacity(parts.len());
+        let mut meta = Vec::new();
+        let mut seq = Vec::new();
+        for (b, mut m, mut s) in parts {
+            // Rows decoded before a schema evolution get the new columns as nulls.
+            batches.push(widen(&b, &schema)?);
+            meta.append(&mut m);
+            seq.append(&mut s);
+        }
+        let batch = arrow_select::concat::concat_batches(&schema, &batches)?;
+        Ok(Some(arrival_order(batch, meta, &seq)?))
     }
+}
+
+/// Puts rows (and their metadata) back in arrival order: row `i` arrived `seq[i]`-th.
+fn arrival_order<M>(
+    batch: RecordBatch,
+    meta: Vec<M>,
+    seq: &[u32],
+) -> Result<(RecordBatch, Vec<M>), FormatError> {
+    if seq.is_sorted() {
+        return Ok((batch, meta));
+    }
+    let mut order: Vec<u32> = (0..seq.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| seq[i as usize]);
+    let indices = arrow_array::UInt32Array::from(order.clone());
+    let batch = arrow_select::take::take_record_batch(&batch, &indices)?;
+    let mut slots: Vec<Option<M>> = meta.into_iter().map(Some).collect();
+    let meta = order
+        .iter()
+        .filter_map(|&i| slots.get_mut(i as usize).and_then(Option::take))
+        .collect();
+    Ok((batch, meta))
 }
 
 /// Top-level field names of `writer` that `reader` lacks (empty when either does not parse
@@ -484,4 +539,28 @@ fn widen(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, FormatE
         })
         .collect();
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Array, Int64Array};
+    use arrow_schema::{DataType, Field, Schema};
+
+    #[test]
+    fn rows_of_several_writer_schemas_come_back_in_arrival_order() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        // Concatenated by group: writer 1 had rows 0, 2, 3; writer 2 rows 1, 4.
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from(vec![10, 12, 13, 11, 14]))],
+        )
+        .unwrap();
+        let meta = vec!["a", "c", "d", "b", "e"];
+        let (b, m) = arrival_order(batch, meta, &[0, 2, 3, 1, 4]).unwrap();
+        let v = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(v.values(), &[10, 11, 12, 13, 14]);
+        assert_eq!(m, vec!["a", "b", "c", "d", "e"]);
+        assert_eq!(v.len(), 5);
+    }
 }

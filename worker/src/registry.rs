@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tracing::warn;
@@ -43,6 +43,15 @@ pub enum RegistryError {
         status: u16,
         /// The registry's message.
         message: String,
+    },
+    /// The registry's answer is larger than [`MAX_RESPONSE_BYTES`]: treated like a bad
+    /// record for the id that asked, never buffered whole.
+    #[error("schema registry answer for {what} exceeds {limit} bytes")]
+    Oversized {
+        /// What was asked for.
+        what: String,
+        /// The limit, in bytes.
+        limit: usize,
     },
     /// The client could not be built.
     #[error("invalid schema registry client settings: {0}")]
@@ -86,6 +95,14 @@ struct ErrorBody {
     message: String,
 }
 
+/// The largest registry response read (a schema is kilobytes; this bounds a broken or
+/// hostile server's answer).
+pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
+
+/// How long an id the registry does not know is answered from memory as not found, so a
+/// stream of records with unknown ids costs one request per id and minute, not one each.
+pub const NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(60);
+
 /// How long a call keeps retrying an outage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryFor {
@@ -100,9 +117,13 @@ pub enum RetryFor {
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
     base: String,
+    /// `base` with any userinfo replaced by `***`: what errors and logs show.
+    shown: String,
     http: reqwest::Client,
     auth: Option<(Secret, Secret)>,
     cache: Arc<RwLock<HashMap<u32, Arc<str>>>>,
+    /// Ids the registry answered 404 for, and when.
+    missing: Arc<RwLock<HashMap<u32, Instant>>>,
     retry: RetryFor,
 }
 
@@ -121,9 +142,11 @@ impl RegistryClient {
             .map_err(|e| RegistryError::Client(e.to_string()))?;
         Ok(Self {
             base: url.trim_end_matches('/').to_string(),
+            shown: spillway_api::validate::redact_url(url.trim_end_matches('/')),
             http,
             auth,
             cache: Arc::default(),
+            missing: Arc::default(),
             retry,
         })
     }
@@ -133,14 +156,29 @@ impl RegistryClient {
         if let Some(s) = self.cache.read().ok().and_then(|c| c.get(&id).cloned()) {
             return Ok(s);
         }
-        let body: SchemaById = self
-            .call(
+        let what = format!("id {id}");
+        let known_missing = self
+            .missing
+            .read()
+            .ok()
+            .and_then(|m| m.get(&id).copied())
+            .is_some_and(|at| at.elapsed() < NEGATIVE_CACHE_TTL);
+        if known_missing {
+            return Err(RegistryError::NotFound { what });
+        }
+        let answer = self
+            .call::<SchemaById>(
                 reqwest::Method::GET,
                 &format!("/schemas/ids/{id}"),
                 None,
-                &format!("id {id}"),
+                &what,
             )
-            .await?;
+            .await;
+        if let (Err(RegistryError::NotFound { .. }), Ok(mut m)) = (&answer, self.missing.write()) {
+            m.retain(|_, at| at.elapsed() < NEGATIVE_CACHE_TTL);
+            m.insert(id, Instant::now());
+        }
+        let body = answer?;
         let schema: Arc<str> = body.schema.into();
         if let Ok(mut c) = self.cache.write() {
             c.insert(id, schema.clone());
@@ -215,9 +253,12 @@ impl RegistryClient {
                     let status = resp.status().as_u16();
                     match status {
                         200..=299 => {
-                            return resp.json::<T>().await.map_err(|e| RegistryError::Rejected {
-                                status,
-                                message: format!("unexpected response body: {e}"),
+                            let body = bounded_body(resp, what).await?;
+                            return serde_json::from_slice::<T>(&body).map_err(|e| {
+                                RegistryError::Rejected {
+                                    status,
+                                    message: format!("unexpected response body: {e}"),
+                                }
                             });
                         }
                         404 => {
@@ -227,13 +268,17 @@ impl RegistryClient {
                         }
                         401 | 403 => {
                             return Err(RegistryError::Unauthorized {
-                                url: self.base.clone(),
+                                url: self.shown.clone(),
                                 status,
                             });
                         }
                         408 | 429 | 500..=599 => format!("http {status}"),
                         _ => {
-                            let e: ErrorBody = resp.json().await.unwrap_or_default();
+                            let e: ErrorBody = bounded_body(resp, what)
+                                .await
+                                .ok()
+                                .and_then(|b| serde_json::from_slice(&b).ok())
+                                .unwrap_or_default();
                             return Err(RegistryError::Rejected {
                                 status,
                                 message: e.message,
@@ -249,13 +294,46 @@ impl RegistryClient {
             };
             if give_up {
                 return Err(RegistryError::Unavailable {
-                    url: self.base.clone(),
+                    url: self.shown.clone(),
                     message: outage,
                 });
             }
-            warn!(url = %self.base, what, error = %outage, retry_in_ms = backoff.as_millis() as u64, "schema registry unavailable, retrying");
+            warn!(url = %self.shown, what, error = %outage, retry_in_ms = backoff.as_millis() as u64, "schema registry unavailable, retrying");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// The response body, read chunk by chunk and refused once it exceeds
+/// [`MAX_RESPONSE_BYTES`] (a transport failure mid-body is an outage).
+async fn bounded_body(mut resp: reqwest::Response, what: &str) -> Result<Vec<u8>, RegistryError> {
+    let oversized = || RegistryError::Oversized {
+        what: what.to_string(),
+        limit: MAX_RESPONSE_BYTES,
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(oversized());
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(oversized());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(RegistryError::Rejected {
+                    status: resp.status().as_u16(),
+                    message: format!("reading the response failed: {}", without_url(&e)),
+                });
+            }
         }
     }
 }
@@ -270,4 +348,58 @@ fn without_url(e: &reqwest::Error) -> String {
         "transport error"
     };
     kind.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_and_logs_never_show_the_urls_userinfo() {
+        // Port 9 (discard) on loopback: refused at once.
+        let client = RegistryClient::new(
+            "http://user:hunter2@127.0.0.1:9/",
+            Duration::from_millis(200),
+            None,
+            RetryFor::AtMost(Duration::from_millis(300)),
+        )
+        .unwrap();
+        let err = client.schema_by_id(1).await.unwrap_err().to_string();
+        assert!(!err.contains("hunter2") && !err.contains("user"), "{err}");
+        assert!(err.contains("http://***@127.0.0.1:9"), "{err}");
+    }
+
+    fn client(url: &str) -> RegistryClient {
+        RegistryClient::new(
+            url,
+            Duration::from_secs(5),
+            None,
+            RetryFor::AtMost(Duration::from_secs(5)),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_unknown_id_is_asked_for_once_not_once_per_record() {
+        let registry = spillway_e2e::registry::RegistryFixture::start()
+            .await
+            .unwrap();
+        let c = client(&registry.url);
+        for _ in 0..100 {
+            let err = c.schema_by_id(4242).await.unwrap_err();
+            assert!(matches!(err, RegistryError::NotFound { .. }), "{err}");
+        }
+        assert_eq!(registry.counts(), (1, 0), "one request for 100 lookups");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused_not_buffered() {
+        let registry = spillway_e2e::registry::RegistryFixture::start()
+            .await
+            .unwrap();
+        let huge = format!("\"{}\"", "x".repeat(MAX_RESPONSE_BYTES + 1));
+        let id = registry.register("huge-value", &huge);
+        let err = client(&registry.url).schema_by_id(id).await.unwrap_err();
+        assert!(matches!(err, RegistryError::Oversized { .. }), "{err}");
+    }
 }

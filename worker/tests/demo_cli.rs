@@ -127,6 +127,10 @@ async fn demo_commits_every_record_and_serves_progress_and_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("demo finished"), "{stdout}");
+    // A healthy run on a new table logs no error (the kernel used to log "No files in log
+    // segment" for a table that does not exist yet).
+    let logs = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!logs.contains(" ERROR "), "{logs}");
     assert!(
         stdout.contains("300000 rows committed"),
         "every produced record lands once: {stdout}"

@@ -78,6 +78,10 @@ is new); the controller lists and watches every child kind it owns.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The workers' NetworkPolicy (only the operator and the scrapers reach their HTTP port).
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # The Job of an availableNow pipeline, and spec.maintenance's `spillway maintain` CronJobs.
 - apiGroups: ["batch"]
   resources: ["jobs", "cronjobs"]

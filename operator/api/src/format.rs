@@ -48,8 +48,9 @@ pub enum AvroEncoding {
 }
 
 /// A Confluent-compatible schema registry.
-#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = rules::REGISTRY_URL_NO_USERINFO)]
 pub struct SchemaRegistrySpec {
     /// Base URL, e.g. `http://schema-registry.kafka:8081`.
     #[schemars(length(min = 1))]

@@ -125,6 +125,7 @@ pub struct CheckpointSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = rules::TRIGGER_EXCLUSIVE)]
+#[x_kube(validation = rules::TRIGGER_INTERVAL_POSITIVE)]
 pub struct TriggerSpec {
     /// Processing-time trigger: a batch closes at most this long after it opened
     /// (Go duration, e.g. `10s`, `1m`). Default `10s`.
@@ -151,8 +152,9 @@ impl TriggerSpec {
 }
 
 /// The event-time column, which drives the watermark.
-#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = rules::EVENT_TIME_LATENESS_BOUNDED)]
 pub struct EventTimeSpec {
     /// Column (after the transform) holding the event time: a timestamp, a date or epoch
     /// milliseconds.

@@ -37,8 +37,9 @@ rules! {
     /// `startingOffsets: offsets` needs the per-partition offsets.
     KAFKA_OFFSETS_NEED_VALUE = ("!has(self.startingOffsets) || self.startingOffsets != 'offsets' || has(self.startingPartitionOffsets)",
         "startingOffsets offsets requires startingPartitionOffsets", ".startingPartitionOffsets");
-    /// Credentials never go into plain librdkafka properties.
-    KAFKA_PROPERTIES_NO_SECRETS = ("!has(self.properties) || !self.properties.exists(k, k in ['sasl.password', 'sasl.username', 'sasl.oauthbearer.client.secret', 'ssl.key.password', 'ssl.key.pem', 'ssl.keystore.password', 'ssl.certificate.pem', 'ssl_key'])",
+    /// Credentials never go into plain librdkafka properties: no key that names one
+    /// (the words of [`crate::validate::SENSITIVE_PROPERTY_WORDS`], in the same order).
+    KAFKA_PROPERTIES_NO_SECRETS = ("!has(self.properties) || !self.properties.exists(k, k.lowerAscii().contains('password') || k.lowerAscii().contains('passphrase') || k.lowerAscii().contains('secret') || k.lowerAscii().contains('username') || k.lowerAscii().contains('pem') || k.lowerAscii().contains('jaas') || k.lowerAscii().contains('credential') || k.lowerAscii().contains('oauthbearer.config') || k.lowerAscii().contains('private.key') || k.lowerAscii().contains('ssl_key'))",
         "credentials cannot be set in properties: use security with secret references", ".properties");
     /// Properties Spillway owns for exactly-once cannot be overridden.
     KAFKA_PROPERTIES_NOT_MANAGED = ("!has(self.properties) || !self.properties.exists(k, k in ['bootstrap.servers', 'group.id', 'enable.auto.commit', 'enable.auto.offset.store'])",
@@ -83,8 +84,17 @@ rules! {
     STORAGE_HTTP_NEEDS_ALLOW = ("!has(self.endpoint) || !self.endpoint.startsWith('http://') || (has(self.allowHttp) && self.allowHttp)",
         "an http:// endpoint requires allowHttp: true", ".allowHttp");
     /// Credentials never go into plain object-store options.
-    STORAGE_OPTIONS_NO_SECRETS = ("!has(self.options) || !self.options.exists(k, k.lowerAscii().contains('secret') || k.lowerAscii().contains('password') || k.lowerAscii().contains('token') || k.lowerAscii().contains('access_key'))",
+    STORAGE_OPTIONS_NO_SECRETS = ("!has(self.options) || !self.options.exists(k, k.lowerAscii().contains('secret') || k.lowerAscii().contains('password') || k.lowerAscii().contains('access_key'))",
         "credentials cannot be set in options: use credentialsSecretRef", ".options");
+    /// A processing-time interval is longer than zero (omit the trigger for the default).
+    TRIGGER_INTERVAL_POSITIVE = ("!has(self.interval) || duration(self.interval) > duration('0s')",
+        "interval must be longer than 0s", ".interval");
+    /// The allowed lateness is bounded, so the watermark arithmetic cannot overflow.
+    EVENT_TIME_LATENESS_BOUNDED = ("!has(self.allowedLateness) || duration(self.allowedLateness) <= duration('87600h')",
+        "allowedLateness must be at most 87600h (10 years)", ".allowedLateness");
+    /// Registry credentials are secret references, never userinfo in the URL.
+    REGISTRY_URL_NO_USERINFO = ("!self.url.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@')",
+        "the url cannot carry credentials (user:password@): use basicAuth with secret references", ".url");
     /// A trigger is an interval or availableNow, not both.
     TRIGGER_EXCLUSIVE = ("!(has(self.interval) && has(self.availableNow) && self.availableNow)",
         "interval and availableNow are mutually exclusive", "");

@@ -74,6 +74,58 @@ impl Check {
     }
 }
 
+/// Words that make a librdkafka property key sensitive (matched case-insensitively as
+/// substrings): the key names a credential or something that carries one, such as
+/// `sasl.oauthbearer.config` or `sasl.oauthbearer.assertion.private.key.passphrase`.
+/// The CRD's rule [`rules::KAFKA_PROPERTIES_NO_SECRETS`] lists the same words.
+pub const SENSITIVE_PROPERTY_WORDS: &[&str] = &[
+    "password",
+    "passphrase",
+    "secret",
+    "username",
+    "pem",
+    "jaas",
+    "credential",
+    "oauthbearer.config",
+    "private.key",
+    "ssl_key",
+];
+
+/// Whether a librdkafka property key may carry a credential (see
+/// [`SENSITIVE_PROPERTY_WORDS`]); its value is then never accepted in a spec nor logged.
+pub fn is_sensitive_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SENSITIVE_PROPERTY_WORDS.iter().any(|w| key.contains(w))
+}
+
+/// The byte range of a URL's userinfo (`user:password` in `https://user:password@host/`),
+/// if it has one: what lies between `scheme://` and the last `@` of the authority.
+fn userinfo_range(url: &str) -> Option<std::ops::Range<usize>> {
+    let (scheme, _) = url.split_once("://")?;
+    let valid_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c));
+    if !valid_scheme {
+        return None;
+    }
+    let start = scheme.len() + 3;
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let at = url[start..authority_end].rfind('@')?;
+    Some(start..start + at)
+}
+
+/// `url` with any userinfo replaced by `***`, for logs, errors and status: a URL may carry
+/// credentials even where a spec may not.
+pub fn redact_url(url: &str) -> String {
+    match userinfo_range(url) {
+        Some(r) => format!("{}***{}", &url[..r.start], &url[r.end..]),
+        None => url.to_string(),
+    }
+}
+
 /// `HOST:PORT` as a socket address, also with a bare IPv6 host (`fd00::7:8080`, as
 /// `$(POD_IP):8080` expands on an IPv6 cluster); `None` when it is not one.
 pub fn parse_socket_addr(s: &str) -> Option<std::net::SocketAddr> {
@@ -136,6 +188,9 @@ fn schema_source(c: &mut Check, base: &str, s: &SchemaSource) {
         );
     }
 }
+
+/// The longest `eventTime.allowedLateness` (87600h, ten years), as the CRD's rule says.
+pub const MAX_ALLOWED_LATENESS: Duration = Duration::from_secs(87_600 * 3600);
 
 /// Checks a spec; `Ok` when it is valid.
 pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
@@ -217,16 +272,6 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
         c.fail(format!("{kp}.maxRecordsPerBatch"), "must be 1 or more");
     }
     if let Some(props) = &k.properties {
-        const SECRET: &[&str] = &[
-            "sasl.password",
-            "sasl.username",
-            "sasl.oauthbearer.client.secret",
-            "ssl.key.password",
-            "ssl.key.pem",
-            "ssl.keystore.password",
-            "ssl.certificate.pem",
-            "ssl_key",
-        ];
         const MANAGED: &[&str] = &[
             "bootstrap.servers",
             "group.id",
@@ -234,7 +279,7 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
             "enable.auto.offset.store",
         ];
         c.rule(
-            !props.keys().any(|p| SECRET.contains(&p.as_str())),
+            !props.keys().any(|p| is_sensitive_property(p)),
             kp,
             rules::KAFKA_PROPERTIES_NO_SECRETS,
         );
@@ -304,6 +349,11 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
                 "must be an http:// or https:// url",
             );
         }
+        c.rule(
+            userinfo_range(&reg.url).is_none(),
+            &format!("{ap}.schemaRegistry"),
+            rules::REGISTRY_URL_NO_USERINFO,
+        );
         c.duration(&format!("{ap}.schemaRegistry.timeout"), &reg.timeout);
     }
     if let Some(w) = &a.writer_schema {
@@ -436,11 +486,21 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
         );
         if let Some(i) = &t.interval {
             c.duration("spec.trigger.interval", i);
+            c.rule(
+                parse_duration(i).is_none_or(|d| !d.is_zero()),
+                "spec.trigger",
+                rules::TRIGGER_INTERVAL_POSITIVE,
+            );
         }
     }
     if let Some(e) = &spec.event_time {
         c.non_empty("spec.eventTime.column", &e.column);
         c.duration("spec.eventTime.allowedLateness", &e.allowed_lateness);
+        c.rule(
+            parse_duration(&e.allowed_lateness).is_none_or(|d| d <= MAX_ALLOWED_LATENESS),
+            "spec.eventTime",
+            rules::EVENT_TIME_LATENESS_BOUNDED,
+        );
     }
 
     // errors
@@ -515,6 +575,58 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    #[test]
+    fn urls_lose_their_userinfo() {
+        for (url, want) in [
+            (
+                "https://user:pw@r.example:8081/x",
+                "https://***@r.example:8081/x",
+            ),
+            ("http://user@r:8081", "http://***@r:8081"),
+            ("http://a:b@c@r:8081/p?q=1", "http://***@r:8081/p?q=1"),
+            ("http://r:8081/path@v1", "http://r:8081/path@v1"),
+            ("http://r:8081?u=a@b", "http://r:8081?u=a@b"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+            assert_eq!(userinfo_range(url).is_some(), want.contains("***"), "{url}");
+        }
+    }
+
+    #[test]
+    fn sensitive_properties_by_pattern_and_the_crd_rule_lists_the_same_words() {
+        for key in [
+            "sasl.password",
+            "sasl.oauthbearer.config",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            "sasl.oauthbearer.assertion.private.key.file",
+            "SSL.Key.Password",
+            "ssl.keystore.password",
+            "ssl.certificate.pem",
+            "ssl_key",
+            "sasl.jaas.config",
+        ] {
+            assert!(is_sensitive_property(key), "{key}");
+        }
+        for key in [
+            "fetch.max.bytes",
+            "ssl.ca.location",
+            "client.rack",
+            "sasl.mechanism",
+            "sasl.oauthbearer.token.endpoint.url",
+        ] {
+            assert!(!is_sensitive_property(key), "{key}");
+        }
+        let cel = rules::KAFKA_PROPERTIES_NO_SECRETS.rule;
+        let words: Vec<&str> = cel
+            .split("contains('")
+            .skip(1)
+            .filter_map(|w| w.split('\'').next())
+            .collect();
+        assert_eq!(words, SENSITIVE_PROPERTY_WORDS);
     }
 
     #[test]

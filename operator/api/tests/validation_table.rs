@@ -132,6 +132,40 @@ const CASES: &[(&str, Mutation, &str)] = &[
         "spec.source.kafka.properties",
     ),
     (
+        "oauthbearer config in properties",
+        |v| {
+            v["spec"]["source"]["kafka"]["properties"] =
+                json!({"sasl.oauthbearer.config": "clientSecret=x"})
+        },
+        "spec.source.kafka.properties",
+    ),
+    (
+        "private key passphrase in properties",
+        |v| {
+            v["spec"]["source"]["kafka"]["properties"] =
+                json!({"sasl.oauthbearer.assertion.private.key.passphrase": "x"})
+        },
+        "spec.source.kafka.properties",
+    ),
+    (
+        "credentials in the registry url",
+        |v| {
+            v["spec"]["format"]["avro"]["schemaRegistry"]["url"] =
+                json!("https://user:pw@registry:8081")
+        },
+        "spec.format.avro.schemaRegistry.url",
+    ),
+    (
+        "zero trigger interval",
+        |v| v["spec"]["trigger"] = json!({"interval": "0s"}),
+        "spec.trigger.interval",
+    ),
+    (
+        "huge allowed lateness",
+        |v| v["spec"]["eventTime"] = json!({"column": "ts", "allowedLateness": "1000000h"}),
+        "spec.eventTime.allowedLateness",
+    ),
+    (
         "managed property",
         |v| v["spec"]["source"]["kafka"]["properties"] = json!({"enable.auto.commit": "true"}),
         "spec.source.kafka.properties",

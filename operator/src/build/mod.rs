@@ -1,6 +1,6 @@
 //! Pure: builds a valid pipeline's child objects (ConfigMap, the workers as a Deployment —
-//! or a Job for an `availableNow` pipeline —, Service, PodDisruptionBudget, maintenance
-//! CronJobs) as k8s-openapi values — no I/O.
+//! or a Job for an `availableNow` pipeline —, Service, PodDisruptionBudget, the workers'
+//! NetworkPolicy, maintenance CronJobs) as k8s-openapi values — no I/O.
 //!
 //! Every child is named after the pipeline (the ConfigMap `<name>-pipeline`), carries the
 //! worker labels and a controller owner reference to the pipeline, and is applied with one
@@ -10,6 +10,7 @@ mod configmap;
 mod cronjob;
 mod deployment;
 mod job;
+mod networkpolicy;
 mod pdb;
 mod service;
 
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -31,9 +33,11 @@ pub use deployment::{
     TERMINATION_MESSAGE_PATH, TMP_DIR, build_deployment, build_pod_template, secret_env,
 };
 pub use job::build_job;
+pub use networkpolicy::build_network_policy;
 pub use pdb::build_pdb;
 pub use service::build_service;
 
+use crate::config::Settings;
 use crate::validate::ValidPipeline;
 
 /// The one server-side-apply field manager of everything the operator writes.
@@ -83,6 +87,8 @@ pub struct Children {
     pub service: Service,
     /// Voluntary-disruption budget; `None` when suspended (removed as an orphan).
     pub pdb: Option<PodDisruptionBudget>,
+    /// Who may reach the workers' HTTP port; `None` when the operator applies none.
+    pub network_policy: Option<NetworkPolicy>,
     /// `spillway maintain` CronJobs of `spec.maintenance` (Delta only).
     pub cronjobs: Vec<CronJob>,
     /// Hash of the pipeline file, also on the pod template.
@@ -116,8 +122,8 @@ impl Workload {
     }
 }
 
-/// Builds every child of a valid pipeline.
-pub fn build_children(v: &ValidPipeline) -> Result<Children, Error> {
+/// Builds every child of a valid pipeline (the NetworkPolicy as `settings` say).
+pub fn build_children(v: &ValidPipeline, settings: &Settings) -> Result<Children, Error> {
     let yaml = render_config(v).map_err(|source| Error::RenderFailed {
         namespace: v.namespace.clone(),
         name: v.name.clone(),
@@ -133,6 +139,10 @@ pub fn build_children(v: &ValidPipeline) -> Result<Children, Error> {
         },
         service: build_service(v),
         pdb: build_pdb(v).filter(|_| !v.spec.effective_trigger().is_available_now()),
+        network_policy: settings
+            .worker_network_policy
+            .as_ref()
+            .map(|p| build_network_policy(v, p)),
         cronjobs: build_cronjobs(v, &hash),
         config_hash: hash,
     })
@@ -185,12 +195,20 @@ mod tests {
     #[test]
     fn every_child_is_labelled_and_owned() {
         let v = validate(&pipeline()).unwrap();
-        let c = build_children(&v).unwrap();
+        let settings = Settings {
+            worker_network_policy: Some(crate::config::WorkerNetworkPolicy {
+                operator_namespace: None,
+                scrape_namespaces: vec![],
+            }),
+            ..Settings::default()
+        };
+        let c = build_children(&v, &settings).unwrap();
         let metas = [
             &c.configmap.metadata,
             &c.workload.deployment().unwrap().metadata,
             &c.service.metadata,
             &c.pdb.as_ref().unwrap().metadata,
+            &c.network_policy.as_ref().unwrap().metadata,
         ];
         for m in metas {
             assert_eq!(m.namespace.as_deref(), Some("analytics"));

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Headers, Message, Timestamp};
+use rdkafka::message::{Message, Timestamp};
 use spillway_api::{
     MetadataColumn, OnBadRecord, OnDataLoss, SinkProgress, SourceProgress, StreamingQueryProgress,
 };
@@ -211,7 +211,9 @@ pub async fn run(
     let want_headers = cols.contains(&MetadataColumn::Headers);
     let trigger = spec.effective_trigger();
     let available_now = trigger.is_available_now();
+    // A zero interval is refused by validation; never let one reach `tokio::time::interval`.
     let interval = spillway_api::validate::parse_duration(trigger.effective_interval())
+        .filter(|d| !d.is_zero())
         .unwrap_or(Duration::from_secs(10));
     let max_records = kafka.max_records_per_batch;
 
@@ -323,7 +325,9 @@ pub async fn run(
     let event_time = spec.event_time.as_ref().map(|e| {
         (
             e.column.clone(),
-            spillway_api::validate::parse_duration(&e.allowed_lateness).unwrap_or_default(),
+            spillway_api::validate::parse_duration(&e.allowed_lateness)
+                .unwrap_or_default()
+                .min(spillway_api::validate::MAX_ALLOWED_LATENESS),
         )
     });
     // The watermark survives restarts: the last report in the checkpoint carries it.
@@ -332,7 +336,10 @@ pub async fn run(
             .event_time
             .and_then(|e| e.watermark)
             .and_then(|w| w.parse::<jiff::Timestamp>().ok())
-            .map(|w| w.as_millisecond() + lateness.as_millis() as i64),
+            .map(|w| {
+                w.as_millisecond()
+                    .saturating_add(lateness.as_millis() as i64)
+            }),
         _ => None,
     };
     progress.status("Waiting for data to arrive", false, false);
@@ -426,7 +433,8 @@ pub async fn run(
                     },
                     key: if want_key { msg.key().map(<[u8]>::to_vec) } else { None },
                     headers: if want_headers {
-                        Some(msg.headers().map(|h| h.iter().map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default())
+                        // Not rdkafka's accessor: it panics on a name that is not UTF-8.
+                        Some(spillway_kafka_headers::headers(&msg))
                     } else { None },
                 };
                 let started = Instant::now();
@@ -602,7 +610,7 @@ async fn commit(
     let (batch, event_time) = match event_time {
         Some((column, lateness, max_seen)) => {
             let lateness = lateness.as_millis() as i64;
-            let watermark = max_seen.map(|m| m - lateness);
+            let watermark = max_seen.map(|m| m.saturating_sub(lateness));
             floor_ms = watermark;
             let batch = match (batch, watermark) {
                 (Some(b), Some(wm)) => {
@@ -619,7 +627,7 @@ async fn commit(
             if let Some((_, max, _)) = stats {
                 *max_seen = Some(max_seen.map_or(max, |m| m.max(max)));
             }
-            let watermark = max_seen.map(|m| m - lateness);
+            let watermark = max_seen.map(|m| m.saturating_sub(lateness));
             (batch, Some(metadata::event_time_stats(stats, watermark)))
         }
         None => (batch, None),

@@ -35,6 +35,28 @@ pub enum DeltaSinkError {
         /// Table URI.
         uri: String,
     },
+    /// The table records another pipeline (consumer group) as its writer: this one's
+    /// positions are not in it, so writing would ingest the topic a second time.
+    #[error(
+        "delta table {uri} is written by the pipeline with group id {owner:?}, not {ours:?}: set source.kafka.groupId: {owner} to resume that pipeline, or write to a new table"
+    )]
+    OwnedByAnother {
+        /// Table URI.
+        uri: String,
+        /// The group id the table's owner file records.
+        owner: String,
+        /// This pipeline's group id.
+        ours: String,
+    },
+    /// The table's owner file could not be read or written.
+    #[error("delta table {uri}: {source}")]
+    Owner {
+        /// Table URI.
+        uri: String,
+        /// Why.
+        #[source]
+        source: super::owner::OwnerError,
+    },
 }
 
 /// Upsert settings (`sink.delta.mode: merge`).
@@ -94,6 +116,20 @@ impl DeltaSink {
             .map_err(delta)?
         {
             table.load().await.map_err(delta)?;
+        }
+        // The table's root, where its owner file lives (beside `_delta_log`).
+        let store = table.log_store().object_store(None);
+        let root = object_store::path::Path::default();
+        match super::owner::claim(store.as_ref(), &root, app_prefix).await {
+            Ok(None) => {}
+            Ok(Some(owner)) => {
+                return Err(DeltaSinkError::OwnedByAnother {
+                    uri,
+                    owner,
+                    ours: app_prefix.to_string(),
+                });
+            }
+            Err(source) => return Err(DeltaSinkError::Owner { uri, source }),
         }
         Ok(Self {
             table,
@@ -176,11 +212,23 @@ impl DeltaSink {
         &mut self,
         tps: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>, DeltaSinkError> {
+        let mut out = BTreeMap::new();
+        // Until the table exists, look for a log before loading one: the kernel logs an
+        // ERROR for a location without one, and a new table is not an error.
+        if self.version().is_none()
+            && !self
+                .table
+                .log_store()
+                .is_delta_table_location()
+                .await
+                .map_err(|e| self.err(e))?
+        {
+            return Ok(out);
+        }
         match self.table.update_state().await {
             Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
             Err(e) => return Err(self.err(e)),
         }
-        let mut out = BTreeMap::new();
         let Ok(state) = self.table.snapshot() else {
             return Ok(out);
         };
@@ -351,8 +399,14 @@ impl DeltaSink {
             .with_merge_schema(self.add_columns)
             .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
             .when_matched_update(|mut u| {
+                // Newer by `orderBy` replaces; a null `orderBy` is older than any value (a
+                // stored null is replaced by any non-null version, a null never replaces
+                // a value), and on a tie the stored row stays.
                 if let Some(o) = &m.order_by {
-                    u = u.predicate(format!("source.{q} > target.{q}", q = quote(o)));
+                    u = u.predicate(format!(
+                        "source.{q} > target.{q} OR (target.{q} IS NULL AND source.{q} IS NOT NULL)",
+                        q = quote(o)
+                    ));
                 }
                 for c in &columns {
                     u = u.update(c.as_str(), format!("source.{}", quote(c)));

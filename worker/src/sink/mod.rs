@@ -4,9 +4,11 @@
 //! - [`parquet`]: I/O: Hive-style Parquet datasets with a write-ahead log and commit
 //!   markers in the checkpoint (exactly once).
 //! - [`merge`]: compute: one row per key within a batch (`mode: merge`).
+//! - [`owner`]: I/O: the file naming the pipeline that owns a sink.
 
 pub mod delta;
 pub mod merge;
+pub mod owner;
 pub mod parquet;
 
 use std::collections::BTreeMap;

@@ -75,6 +75,19 @@ pub enum ParquetSinkError {
         /// Dataset URI.
         uri: String,
     },
+    /// The dataset was written with another checkpoint, whose positions this one lacks:
+    /// writing would duplicate every row.
+    #[error(
+        "parquet dataset {uri} belongs to the checkpoint {owner}, not {checkpoint}: point checkpoint.uri back at it to resume, or write to a new dataset"
+    )]
+    OwnedByAnother {
+        /// Dataset URI.
+        uri: String,
+        /// The checkpoint the dataset records.
+        owner: String,
+        /// This pipeline's checkpoint.
+        checkpoint: String,
+    },
 }
 
 /// One Kafka partition's state in a commit marker.
@@ -321,8 +334,29 @@ impl ParquetSink {
             },
             wal_seq: 0,
         };
+        sink.claim_dataset().await?;
         sink.refresh().await?;
         Ok(sink)
+    }
+
+    /// Records this checkpoint as the dataset's owner, or refuses a dataset another
+    /// checkpoint owns: its positions live there, so writing here would duplicate.
+    async fn claim_dataset(&self) -> Result<(), ParquetSinkError> {
+        use super::owner::{OwnerError, claim};
+        match claim(self.data.as_ref(), &self.data_root, &self.ckpt_uri).await {
+            Ok(None) => Ok(()),
+            Ok(Some(owner)) => Err(ParquetSinkError::OwnedByAnother {
+                uri: self.uri.clone(),
+                owner,
+                checkpoint: self.ckpt_uri.clone(),
+            }),
+            Err(OwnerError::Store(e)) => Err(self.data_err(e)),
+            Err(OwnerError::Corrupt(message)) => Err(ParquetSinkError::Corrupt {
+                uri: self.uri.clone(),
+                file: super::owner::OWNER_FILE.into(),
+                message,
+            }),
+        }
     }
 
     /// `ParquetSink[uri]`.
@@ -829,6 +863,36 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    #[tokio::test]
+    async fn a_dataset_refuses_a_second_checkpoint_instead_of_duplicating() {
+        let dir = tempdir();
+        let first = sink(&dir, "run-a").await;
+        drop(first);
+        // The same checkpoint again (a restart): resumes.
+        sink(&dir, "run-b").await;
+        let data = Url::from_directory_path(dir.join("data")).unwrap();
+        let other = Url::from_directory_path(dir.join("other-ckpt")).unwrap();
+        std::fs::create_dir_all(dir.join("other-ckpt")).unwrap();
+        let err = ParquetSink::open(
+            &data,
+            &other,
+            &Default::default(),
+            vec![],
+            ParquetCompression::Zstd,
+            "run-c",
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, ParquetSinkError::OwnedByAnother { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("point checkpoint.uri back"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -99,17 +99,20 @@ pub fn security(
     Ok(())
 }
 
-/// The keys of a configuration that may be logged (everything but credentials).
+/// The configuration as it may be logged: every key, but the value of a key that may
+/// carry a credential ([`spillway_api::validate::is_sensitive_property`]: passwords, PEM
+/// keys, `sasl.oauthbearer.config`, …) replaced by `<redacted>`.
 pub fn loggable(config: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
     config
         .iter()
-        .filter(|(k, _)| {
-            !(k.contains("password")
-                || k.contains("username")
-                || k.contains(".pem")
-                || k.contains("secret"))
+        .map(|(k, v)| {
+            let shown = if spillway_api::validate::is_sensitive_property(k) {
+                "<redacted>"
+            } else {
+                v.as_str()
+            };
+            (k.as_str(), shown)
         })
-        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
 }
 
@@ -163,5 +166,23 @@ mod tests {
         assert!(!logged.contains("s3cret") && !logged.contains("alice") && !logged.contains("PEM"));
         let missing = consumer_config(&k, "g", "c", &MapSecrets::default()).unwrap_err();
         assert!(missing.to_string().contains("SPILLWAY_SECRET_K_USER"));
+    }
+
+    #[test]
+    fn values_of_keys_that_may_carry_credentials_are_not_logged() {
+        let c: BTreeMap<String, String> = [
+            ("sasl.oauthbearer.config", "clientSecret=topsecret"),
+            ("sasl.oauthbearer.assertion.private.key.passphrase", "hush"),
+            ("fetch.max.bytes", "1000"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let logged = format!("{:?}", loggable(&c));
+        assert!(
+            !logged.contains("topsecret") && !logged.contains("hush"),
+            "{logged}"
+        );
+        assert!(logged.contains("sasl.oauthbearer.config") && logged.contains("\"1000\""));
     }
 }
