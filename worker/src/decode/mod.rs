@@ -12,6 +12,8 @@
 //! - [`decoder`]: [`AvroDecoder`]: one checked pass per body straight into column buffers
 //!   (`column`), rolled back on error; `read` holds the byte readers, `skip` skips writer
 //!   fields the reader dropped, `defaults` encodes reader defaults.
+//! - [`error`]: [`DecodeError`], why a body could not be decoded (no import circles:
+//!   `decoder` uses `read` and `skip`, which use only `error`).
 //! - [`wire`]: pure: [`split_confluent`] splits off the 5-byte Confluent header.
 //! - [`bench`]: the library side of `spillway bench decode`.
 //!
@@ -43,15 +45,17 @@ pub mod bench;
 mod column;
 pub mod decoder;
 mod defaults;
+pub mod error;
 mod read;
 pub mod schema;
 mod skip;
 pub mod wire;
 
 pub use avro::{AvroSchema, AvroSchemaError};
-pub use decoder::{AvroDecoder, DecodeError};
+pub use decoder::AvroDecoder;
 /// Appends a zig-zag varint `long` (Avro's integer encoding).
 pub(crate) use defaults::write_long;
+pub use error::DecodeError;
 pub use schema::{DecodePlan, SchemaError};
 pub use wire::{WireError, split_confluent};
 

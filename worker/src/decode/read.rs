@@ -1,6 +1,6 @@
 //! Pure: reads Avro binary primitives from one body, every read bounds-checked with a typed error.
 
-use super::decoder::DecodeError;
+use super::error::DecodeError;
 
 /// Array and map items allowed in one datum beyond one per remaining byte, for items that
 /// take no bytes (arrays of `null` or of empty records).

@@ -1,7 +1,7 @@
 //! Pure: skips a writer value the reader does not read, checking its framing as it goes.
 
 use super::avro::{AvroSchema, Kind, TypeId};
-use super::decoder::DecodeError;
+use super::error::DecodeError;
 use super::read::Cursor;
 
 /// Nesting limit for recursive writer types (a linked list skipped field by field).
