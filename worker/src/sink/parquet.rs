@@ -2,8 +2,13 @@
 //! scan, committed exactly once with a write-ahead log and commit markers in the checkpoint.
 //!
 //! Layout (see `docs/exactly-once.md`):
-//! - `<dataset>/[col=value/…]part-<hash>-<n>.parquet`: data files. `<hash>` is derived from
-//!   the writer's run id and the batch's offset ranges, so a file name is never reused.
+//! - `<dataset>/[col=value/…]part-<hash>-<n>.parquet`: data files of committed batches
+//!   only. `<hash>` is derived from the writer's run id and the batch's offset ranges, so a
+//!   file name is never reused.
+//! - `<dataset>/_spillway_staging/<run>/[col=value/…]part-….parquet`: a batch's files
+//!   before its commit marker exists; copied to their place once it does (a `_` directory,
+//!   which Spark, Hive and pyarrow skip: a plain directory scan never sees a batch that did
+//!   not commit, also not one a fenced zombie writes after the new owner's recovery).
 //! - `<dataset>/_spillway_manifest/<version>.json`: the files each commit added (readers
 //!   that want only committed files read these; `_` directories are skipped by Spark and
 //!   pyarrow when they scan the dataset).
@@ -142,6 +147,9 @@ struct WalEntry {
     files: Vec<String>,
     partitions: Vec<(String, i32)>,
 }
+
+/// Where a writer's files wait for their commit marker, relative to the dataset root.
+const STAGING: &str = "_spillway_staging";
 
 /// A Parquet dataset written by one pipeline.
 pub struct ParquetSink {
@@ -544,12 +552,7 @@ impl ParquetSink {
                 self.publish(&c).await?;
                 info!(dataset = %self.uri, version = c.version, "completed an interrupted commit");
             } else {
-                for f in &entry.files {
-                    match self.data.delete(&join(&self.data_root, f)).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(self.data_err(e)),
-                    }
-                }
+                self.discard(&entry).await?;
                 warn!(dataset = %self.uri, files = entry.files.len(), writer = %entry.writer, "rolled back an uncommitted batch");
             }
             match self.ckpt.delete(&meta.location).await {
@@ -576,8 +579,51 @@ impl ParquetSink {
         Ok(None)
     }
 
-    /// Writes the reader manifest entry of a commit (idempotent).
+    /// Where `writer` stages the file that lands at `path` (relative to the dataset root).
+    fn staged(&self, writer: &str, path: &str) -> Path {
+        join(&self.data_root, &format!("{STAGING}/{writer}/{path}"))
+    }
+
+    /// Deletes `path`; a file already gone is fine.
+    async fn delete_data(&self, path: &Path) -> Result<(), ParquetSinkError> {
+        match self.data.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.data_err(e)),
+        }
+    }
+
+    /// Removes what an uncommitted batch wrote: its staged files (and, for a batch of a
+    /// version before staging, files in place).
+    async fn discard(&self, entry: &WalEntry) -> Result<(), ParquetSinkError> {
+        for f in &entry.files {
+            self.delete_data(&self.staged(&entry.writer, f)).await?;
+            self.delete_data(&join(&self.data_root, f)).await?;
+        }
+        Ok(())
+    }
+
+    /// Puts a committed batch's files in place (copied from staging, then the staged copy
+    /// removed) and writes its reader manifest entry. Idempotent: a file already in place
+    /// whose staged copy is gone was published before (by its writer or a recovery).
     async fn publish(&self, c: &Commit) -> Result<(), ParquetSinkError> {
+        for f in &c.files {
+            let staged = self.staged(&c.writer, &f.path);
+            let target = join(&self.data_root, &f.path);
+            match self.data.copy(&staged, &target).await {
+                Ok(()) => self.delete_data(&staged).await?,
+                Err(object_store::Error::NotFound { .. }) => {
+                    if let Err(e) = self.data.head(&target).await {
+                        return Err(self.data_err(e));
+                    }
+                }
+                Err(e) => return Err(self.data_err(e)),
+            }
+        }
+        self.write_manifest(c).await
+    }
+
+    /// Writes the reader manifest entry of a commit (idempotent).
+    async fn write_manifest(&self, c: &Commit) -> Result<(), ParquetSinkError> {
         #[derive(Serialize)]
         struct Manifest<'a> {
             version: i64,
@@ -639,10 +685,58 @@ impl ParquetSink {
                 uri: self.uri.clone(),
             });
         }
+        let (entry, wal, added) = self.stage(batch.as_ref(), start, next).await?;
+        // The commit marker, put-if-absent; on a lost race re-check ownership and retry.
+        loop {
+            if self.fenced(expected) {
+                self.roll_back(&entry, &wal).await?;
+                return Err(ParquetSinkError::Fenced {
+                    uri: self.uri.clone(),
+                });
+            }
+            let mut c = self.state.clone();
+            c.version = self.state.version + 1;
+            c.writer = self.run_id.clone();
+            c.files = added.clone();
+            for (tp, o) in next {
+                c.set(
+                    tp,
+                    PartitionState {
+                        next: Some(*o),
+                        owner: self.run_id.clone(),
+                    },
+                );
+            }
+            if self.put_marker(&c).await? {
+                self.state = c;
+                break;
+            }
+            self.refresh().await?;
+        }
+        self.publish(&self.state).await?;
+        if !entry.files.is_empty() {
+            match self.ckpt.delete(&wal).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.ckpt_err(e)),
+            }
+        }
+        info!(dataset = %self.uri, version = self.state.version, files = self.state.files.len(), "committed batch");
+        Ok(self.state.version)
+    }
+
+    /// Encodes `batch`, records the files in a write-ahead entry and writes them to this
+    /// writer's staging area (not yet visible to a directory scan). Returns the entry, its
+    /// path and the files.
+    async fn stage(
+        &mut self,
+        batch: Option<&RecordBatch>,
+        start: &BTreeMap<TopicPartition, i64>,
+        next: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(WalEntry, Path, Vec<DataFile>), ParquetSinkError> {
         // Plan and encode the files.
         let stem = file_stem(&self.run_id, start, next);
         let mut files: Vec<(DataFile, Vec<u8>)> = Vec::new();
-        if let Some(b) = batch.as_ref().filter(|b| b.num_rows() > 0) {
+        if let Some(b) = batch.filter(|b| b.num_rows() > 0) {
             let parts = split_by_partition(b, &self.partition_by).map_err(|e| {
                 ParquetSinkError::Encode {
                     uri: self.uri.clone(),
@@ -689,58 +783,17 @@ impl ParquetSink {
         for (f, bytes) in &mut files {
             self.data
                 .put(
-                    &join(&self.data_root, &f.path),
+                    &self.staged(&self.run_id, &f.path),
                     PutPayload::from(std::mem::take(bytes)),
                 )
                 .await
                 .map_err(|e| self.data_err(e))?;
         }
-        // The commit marker, put-if-absent; on a lost race re-check ownership and retry.
-        let added: Vec<DataFile> = files.into_iter().map(|(f, _)| f).collect();
-        loop {
-            if self.fenced(expected) {
-                self.roll_back(&entry, &wal).await?;
-                return Err(ParquetSinkError::Fenced {
-                    uri: self.uri.clone(),
-                });
-            }
-            let mut c = self.state.clone();
-            c.version = self.state.version + 1;
-            c.writer = self.run_id.clone();
-            c.files = added.clone();
-            for (tp, o) in next {
-                c.set(
-                    tp,
-                    PartitionState {
-                        next: Some(*o),
-                        owner: self.run_id.clone(),
-                    },
-                );
-            }
-            if self.put_marker(&c).await? {
-                self.state = c;
-                break;
-            }
-            self.refresh().await?;
-        }
-        self.publish(&self.state).await?;
-        if !entry.files.is_empty() {
-            match self.ckpt.delete(&wal).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.ckpt_err(e)),
-            }
-        }
-        info!(dataset = %self.uri, version = self.state.version, files = self.state.files.len(), "committed batch");
-        Ok(self.state.version)
+        Ok((entry, wal, files.into_iter().map(|(f, _)| f).collect()))
     }
 
     async fn roll_back(&self, entry: &WalEntry, wal: &Path) -> Result<(), ParquetSinkError> {
-        for f in &entry.files {
-            match self.data.delete(&join(&self.data_root, f)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.data_err(e)),
-            }
-        }
+        self.discard(entry).await?;
         match self.ckpt.delete(wal).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.ckpt_err(e)),
@@ -866,6 +919,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn files_a_zombie_writes_after_the_new_owners_recovery_stay_invisible() {
+        let dir = tempdir();
+        let mut a = sink(&dir, "run-a").await;
+        a.claim(&[tp(0)]).await.unwrap();
+        // `b` takes the partition over and recovers before the zombie `a` writes anything.
+        let mut b = sink(&dir, "run-b").await;
+        b.claim(&[tp(0)]).await.unwrap();
+        // `a` still believes it owns the partition: it writes its batch's files and is
+        // killed before it could notice the fence.
+        let (entry, _, files) = a
+            .stage(Some(&rows(4)), &[(tp(0), 0)].into(), &[(tp(0), 4)].into())
+            .await
+            .unwrap();
+        assert_eq!(files.len(), 1);
+        drop(a);
+        assert!(
+            parquet_files(&dir).is_empty(),
+            "a plain scan sees nothing of it"
+        );
+        let staged = dir
+            .join("data/_spillway_staging/run-a")
+            .join(&entry.files[0]);
+        assert!(staged.exists());
+        // The owner commits; the next claim removes the zombie's leftovers.
+        b.commit(
+            Some(rows(2)),
+            &[(tp(0), 0)].into(),
+            &[(tp(0), None)].into(),
+            &[(tp(0), 2)].into(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(parquet_files(&dir).len(), 1, "only b's committed file");
+        let mut c = sink(&dir, "run-c").await;
+        c.claim(&[tp(0)]).await.unwrap();
+        assert!(!staged.exists(), "the zombie's staged file was rolled back");
+        assert_eq!(parquet_files(&dir).len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_dataset_refuses_a_second_checkpoint_instead_of_duplicating() {
         let dir = tempdir();
         let first = sink(&dir, "run-a").await;
@@ -912,9 +1005,11 @@ mod tests {
         assert_eq!(v, 1, "claim is version 0, the batch version 1");
 
         // `a` writes files for its next batch but dies before its marker (simulated by a
-        // WAL entry and a file left behind).
+        // WAL entry and a staged file left behind).
         let orphan = "part-0000000000000000-00000.parquet";
-        std::fs::write(dir.join("data").join(orphan), b"partial").unwrap();
+        let staged = dir.join("data/_spillway_staging/run-a").join(orphan);
+        std::fs::create_dir_all(staged.parent().unwrap()).unwrap();
+        std::fs::write(&staged, b"partial").unwrap();
         let entry = WalEntry {
             writer: "run-a".into(),
             base_version: 1,
@@ -931,7 +1026,12 @@ mod tests {
         let mut b = sink(&dir, "run-b").await;
         assert_eq!(b.positions(&[tp(0)]).await.unwrap()[&tp(0)], 3);
         b.claim(&[tp(0)]).await.unwrap();
-        assert_eq!(parquet_files(&dir).len(), 1, "the orphan was rolled back");
+        assert_eq!(
+            parquet_files(&dir).len(),
+            1,
+            "only the committed batch is in place"
+        );
+        assert!(!staged.exists(), "the orphan was rolled back");
         assert!(!dir.join("ckpt/parquet/wal/run-a-1.json").exists());
 
         // The zombie `a` can no longer commit, and leaves nothing behind.
