@@ -21,12 +21,16 @@
 //!   someone else's ConfigMap → delete (children garbage-collected by the controller manager);
 //! - [`validation`]: every invalid manifest of the shared table is refused by the API server
 //!   at the path `spillway validate` reports;
+//! - [`failure`]: a worker that hits data loss ends its Job `Failed` with the reason in the
+//!   status and an Event, and is not restarted; a streaming one keeps saying why while the
+//!   kubelet restarts it;
 //!
 //! In CI (`CI` set) a missing `SPILLWAY_E2E_KUBECONFIG` fails every test; elsewhere each
 //! prints one `cluster e2e SKIPPED: …` line.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod failure;
 mod harness;
 #[path = "../../../operator/api/tests/support/invalid_manifests.rs"]
 mod invalid_manifests;
@@ -451,6 +455,15 @@ fn the_cluster_pipelines_and_the_install_guides_example_are_valid() {
     );
     assert_eq!(p.spec.replicas, 1);
     assert!(!p.spec.suspend);
+    for (what, manifest) in [
+        ("data-loss pipeline", failure::manifest("ns", "t")),
+        (
+            "streaming data-loss pipeline",
+            failure::streaming_manifest("ns", "t"),
+        ),
+    ] {
+        check(what, &text(&manifest));
+    }
 
     let guide = std::fs::read_to_string(harness::repo_root().join("docs/install.md")).unwrap();
     let example = guide
