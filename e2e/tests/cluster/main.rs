@@ -24,6 +24,9 @@
 //! - [`failure`]: a worker that hits data loss ends its Job `Failed` with the reason in the
 //!   status and an Event, and is not restarted; a streaming one keeps saying why while the
 //!   kubelet restarts it;
+//! - [`prometheus`]: a real Prometheus scrapes the workers and the operator at their pod
+//!   addresses (the pods listed from the API server), answers the dashboard's queries, and
+//!   fires an alert;
 //!
 //! In CI (`CI` set) a missing `SPILLWAY_E2E_KUBECONFIG` fails every test; elsewhere each
 //! prints one `cluster e2e SKIPPED: …` line.
@@ -34,6 +37,7 @@ mod failure;
 mod harness;
 #[path = "../../../operator/api/tests/support/invalid_manifests.rs"]
 mod invalid_manifests;
+mod prometheus;
 mod validation;
 
 use std::time::Duration;
@@ -461,6 +465,7 @@ fn the_cluster_pipelines_and_the_install_guides_example_are_valid() {
             "streaming data-loss pipeline",
             failure::streaming_manifest("ns", "t"),
         ),
+        ("dead-letter pipeline", prometheus::manifest("ns", "t")),
     ] {
         check(what, &text(&manifest));
     }
