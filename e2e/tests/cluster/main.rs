@@ -27,12 +27,15 @@
 //! - [`prometheus`]: a real Prometheus scrapes the workers and the operator at their pod
 //!   addresses (the pods listed from the API server), answers the dashboard's queries, and
 //!   fires an alert;
+//! - [`credentials`]: object storage credentials from the pod environment (no
+//!   `credentialsSecretRef`) for Delta, Parquet and the checkpoint.
 //!
 //! In CI (`CI` set) a missing `SPILLWAY_E2E_KUBECONFIG` fails every test; elsewhere each
 //! prints one `cluster e2e SKIPPED: …` line.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod credentials;
 mod failure;
 mod harness;
 #[path = "../../../operator/api/tests/support/invalid_manifests.rs"]
@@ -466,6 +469,14 @@ fn the_cluster_pipelines_and_the_install_guides_example_are_valid() {
             failure::streaming_manifest("ns", "t"),
         ),
         ("dead-letter pipeline", prometheus::manifest("ns", "t")),
+        (
+            "environment-credentials delta pipeline",
+            credentials::delta_manifest("ns", "t"),
+        ),
+        (
+            "environment-credentials parquet pipeline",
+            credentials::parquet_manifest("ns", "t"),
+        ),
     ] {
         check(what, &text(&manifest));
     }
