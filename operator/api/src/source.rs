@@ -50,9 +50,9 @@ pub struct KafkaSource {
     /// `startingPartitionOffsets`). Once the sink has committed, it decides.
     #[serde(default)]
     pub starting_offsets: StartingOffsets,
-    /// With `startingOffsets: timestamp`: RFC 3339 time with seconds and an offset
-    /// (`2025-01-31T12:00:00Z`, `…T12:00:00.5+01:00`);
-    /// each partition starts at the first record at or after it.
+    /// With `startingOffsets: timestamp`: each partition starts at the first record at or
+    /// after this RFC 3339 time, with seconds and an offset (`2025-01-31T12:00:00Z`,
+    /// `2025-01-31T12:00:00.5+01:00`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         extend("format" = "date-time"),
