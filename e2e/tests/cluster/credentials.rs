@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{self, Counts, Suite, condition, pipeline, table_counts, table_uri};
+use crate::fixtures::{self, Counts, condition, pipeline, table_counts, table_uri};
+use crate::harness::{self, Suite};
 
 const DELTA: &str = "e2e-env-delta";
 const PARQUET: &str = "e2e-env-parquet";
@@ -99,7 +100,7 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=p
 print(json.dumps([rows, len(pairs)]), flush=True)
 os._exit(0)
 "#;
-    harness::counts(harness::python_json(
+    fixtures::counts(fixtures::python_json(
         script,
         &[uri, &spillway_e2e::s3_endpoint()],
     ))
@@ -117,7 +118,7 @@ n = sum(len(p.get("Contents", [])) for p in s3.get_paginator("list_objects_v2").
 print(json.dumps(n), flush=True)
 os._exit(0)
 "#;
-    harness::python_json(script, &[uri, &spillway_e2e::s3_endpoint()])
+    fixtures::python_json(script, &[uri, &spillway_e2e::s3_endpoint()])
         .and_then(|v| v.as_u64())
         .unwrap_or(0)
 }

@@ -14,7 +14,8 @@ use rdkafka::client::DefaultClientContext;
 use serde_json::{Value, json};
 use spillway_api::report::{WorkerCondition, WorkerConditionType};
 
-use crate::harness::{self, Suite, condition, pipeline};
+use crate::fixtures::{condition, pipeline, table_uri};
+use crate::harness::{self, Suite};
 
 const NAME: &str = "e2e-lost";
 /// The same start, as a streaming pipeline (a Deployment).
@@ -41,7 +42,7 @@ pub fn streaming_manifest(namespace: &str, topic: &str) -> Value {
     let mut p = manifest(namespace, topic);
     p["metadata"]["name"] = json!(STREAMING);
     let bucket = spillway_e2e::s3_bucket();
-    p["spec"]["sink"]["delta"]["uri"] = json!(harness::table_uri(namespace, STREAMING));
+    p["spec"]["sink"]["delta"]["uri"] = json!(table_uri(namespace, STREAMING));
     p["spec"]["checkpoint"]["uri"] =
         json!(format!("s3://{bucket}/{namespace}/{STREAMING}/_checkpoint"));
     p["spec"]["trigger"] = json!({"interval": "2s"});

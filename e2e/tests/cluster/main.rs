@@ -37,6 +37,7 @@
 
 mod credentials;
 mod failure;
+mod fixtures;
 mod harness;
 #[path = "../../../operator/api/tests/support/invalid_manifests.rs"]
 mod invalid_manifests;
@@ -47,7 +48,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use harness::{Counts, Suite, condition, pipeline, producer_manifest, table_counts, table_uri};
+use fixtures::{Counts, condition, pipeline, producer_manifest, table_counts, table_uri};
+use harness::Suite;
 
 const PIPELINE: &str = "e2e-events";
 
@@ -382,7 +384,7 @@ fn operator_restart_changes_nothing(suite: &Suite, topic: &str) {
             "jsonpath={.status.podIP}",
         ],
     );
-    let (code, metrics) = harness::http_get(&format!("http://{}:8080/metrics", pod.trim()), &[]);
+    let (code, metrics) = fixtures::http_get(&format!("http://{}:8080/metrics", pod.trim()), &[]);
     assert_eq!(code, 200, "{metrics}");
     assert!(
         metrics.contains("spillway_operator_leader 1"),

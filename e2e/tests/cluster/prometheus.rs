@@ -20,7 +20,8 @@ use std::time::Duration;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::{Value, json};
 
-use crate::harness::{self, Suite, pipeline};
+use crate::fixtures::{self, pipeline};
+use crate::harness::{self, Suite};
 
 const NAME: &str = "e2e-watched";
 /// A pipeline the operator refuses (its name cannot name a Service), so the dashboard's
@@ -56,7 +57,7 @@ impl Drop for Prometheus {
 impl Prometheus {
     /// `GET /api/v1/<path>`'s `data`, or `None` while Prometheus does not answer it.
     fn api(&self, path: &str, query: &[(&str, &str)]) -> Option<Value> {
-        let (code, body) = harness::http_get(&format!("{}/api/v1/{path}", self.url), query);
+        let (code, body) = fixtures::http_get(&format!("{}/api/v1/{path}", self.url), query);
         if code != 200 {
             return None;
         }
@@ -316,7 +317,7 @@ fn start_prometheus(suite: &Suite) -> (Prometheus, PodDiscovery) {
         dir,
     };
     suite.wait_for("Prometheus ready", Duration::from_secs(60), || {
-        let (code, _) = harness::http_get(&format!("{}/-/ready", p.url), &[]);
+        let (code, _) = fixtures::http_get(&format!("{}/-/ready", p.url), &[]);
         (code == 200).then_some(())
     });
     (p, discovery)
