@@ -1226,6 +1226,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pod_addresses_stay_in_their_block() {
+        let net = PodNet {
+            second: 77,
+            third: 10,
+        };
+        assert_eq!(net.address(0), "127.77.10.10");
+        assert_eq!(net.address(199), "127.77.10.209");
+        assert_eq!(net.address(200), "127.77.11.10");
+        assert_eq!(
+            PodNet {
+                second: 0,
+                third: 0
+            }
+            .address(1),
+            "127.0.0.11"
+        );
+    }
+
+    #[test]
     fn expands_like_the_kubelet() {
         let env = vec![("POD_IP".to_string(), "127.0.0.9".to_string())];
         assert_eq!(
