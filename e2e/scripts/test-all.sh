@@ -26,7 +26,7 @@ trap 'bash e2e/scripts/stop-services.sh' EXIT
 eval "$(bash e2e/scripts/start-services.sh all)"
 
 step "tests"
-# The cluster e2e (e2e/tests/cluster.rs) runs against the control plane k8s.sh started.
+# The cluster e2e (e2e/tests/cluster/) runs against the control plane k8s.sh started.
 [[ -n "${SPILLWAY_E2E_KUBECONFIG:-}" ]] || { echo "the control plane did not start" >&2; exit 1; }
 export CI="${CI:-true}"
 cargo nextest run --workspace --locked --profile ci --no-fail-fast

@@ -9,11 +9,14 @@
 //! - its volumes materialised on disk (ConfigMap, Secret, projected, emptyDir, the
 //!   ServiceAccount token from the TokenRequest API) and bind-mounted at their `mountPath`
 //!   in a private mount namespace (`unshare --mount`), with the termination-message file;
-//! - its own loopback address (127.0.0.N) as `status.podIP`;
+//! - its own loopback address (`127.A.B.N`, see [`PodNet`]) as `status.podIP`;
 //! - its readiness and liveness probes run against that address, setting `Ready`;
 //! - `restartPolicy` honoured when the process exits (restart with back-off, or phase
 //!   `Succeeded`/`Failed`), the termination message kept in the container status;
 //! - a pod being deleted gets SIGTERM, SIGKILL after its grace period, and is then removed.
+//!
+//! It only looks at pods in the namespaces it is given, so several stand-ins (one per test
+//! process, each with its own Node and address block) share one control plane.
 //!
 //! What it does not do: users, read-only root filesystems, resource limits, network
 //! isolation. Those are the container runtime's, and none runs here.
@@ -96,6 +99,40 @@ pub struct KubeletOptions {
     pub ca_file: PathBuf,
     /// Seconds between restarts of a crashed container (doubling, at most 5 minutes).
     pub restart_backoff: Duration,
+    /// The namespaces whose pods this stand-in binds and runs (pods elsewhere are another
+    /// stand-in's).
+    pub namespaces: Vec<String>,
+    /// The block of loopback addresses its pods get.
+    pub pod_net: PodNet,
+}
+
+/// A block of loopback pod addresses, `127.{second}.{third + n / 200}.{10 + n % 200}` for
+/// the n-th pod: one block per stand-in, so pods of two test processes (or of a CI run and a
+/// local one on the same machine) never share an address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodNet {
+    /// The second octet: `SPILLWAY_E2E_POD_NET` (default 0), one value per suite run side by
+    /// side on the machine.
+    pub second: u8,
+    /// The first third octet of the block: one value per test process of a suite.
+    pub third: u8,
+}
+
+impl PodNet {
+    /// The block `third` of the suite's network (`SPILLWAY_E2E_POD_NET`, default 0).
+    pub fn from_env(third: u8) -> Self {
+        let second = std::env::var("SPILLWAY_E2E_POD_NET")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Self { second, third }
+    }
+
+    /// The address of the `n`-th pod.
+    pub fn address(&self, n: u32) -> String {
+        let third = u32::from(self.third) + n / 200;
+        format!("127.{}.{}.{}", self.second, third.min(255), 10 + n % 200)
+    }
 }
 
 /// One pod's process and what the status says of it.
@@ -163,6 +200,10 @@ impl Kubelet {
                 }
             }
             state.kill_all().await;
+            // The Node goes with its stand-in (its name is reused by the next run).
+            let _ = Api::<Node>::all(state.client.clone())
+                .delete(&state.opts.node, &DeleteParams::default())
+                .await;
         });
         Ok(Self {
             stop,
@@ -286,6 +327,14 @@ impl State {
             .map_err(api_err("list pods"))?;
         let mut seen = HashSet::new();
         for p in list.items {
+            if !self
+                .opts
+                .namespaces
+                .iter()
+                .any(|n| Some(n.as_str()) == p.metadata.namespace.as_deref())
+            {
+                continue;
+            }
             let k = key(&p);
             let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
             match node {
@@ -390,7 +439,7 @@ impl State {
             .cloned()
             .ok_or_else(|| fail("no container".into()))?;
         // Never reused while the stand-in runs (no TIME_WAIT sockets in the way).
-        let ip = format!("127.0.{}.{}", self.next_ip / 200, 10 + self.next_ip % 200);
+        let ip = self.opts.pod_net.address(self.next_ip);
         self.next_ip += 1;
         let uid = p.uid().unwrap_or_default();
         let dir = self.opts.root.join(format!(
@@ -1175,6 +1224,25 @@ fn pod_status(r: &Run) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_addresses_stay_in_their_block() {
+        let net = PodNet {
+            second: 77,
+            third: 10,
+        };
+        assert_eq!(net.address(0), "127.77.10.10");
+        assert_eq!(net.address(199), "127.77.10.209");
+        assert_eq!(net.address(200), "127.77.11.10");
+        assert_eq!(
+            PodNet {
+                second: 0,
+                third: 0
+            }
+            .address(1),
+            "127.0.0.11"
+        );
+    }
 
     #[test]
     fn expands_like_the_kubelet() {

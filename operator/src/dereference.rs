@@ -70,7 +70,7 @@ pub struct Observed {
     /// Every ready worker pod and what its `/progress` answered.
     pub workers: Vec<Worker>,
     /// The final states worker containers left in their termination messages (the last
-    /// run of each pod; a restarted container keeps its previous one).
+    /// run of each pod; a restarted container keeps its previous one until it is ready).
     pub terminated: Vec<Terminated>,
 }
 
@@ -170,7 +170,8 @@ pub async fn observe(
 }
 
 /// The worker container's last termination with a message the worker wrote: its current
-/// state when it has ended, else — while it waits to be restarted — its previous run's.
+/// state when it has ended, else — while it waits to be restarted, or runs again but is not
+/// ready yet — its previous run's.
 pub fn termination(p: &Pod) -> Option<Terminated> {
     let status = p
         .status
@@ -180,11 +181,12 @@ pub fn termination(p: &Pod) -> Option<Terminated> {
         .iter()
         .find(|c| c.name == CONTAINER_NAME)?;
     let state = status.state.as_ref();
-    let running = state.is_some_and(|s| s.running.is_some());
     let ended = match state.and_then(|s| s.terminated.as_ref()) {
         Some(t) => t,
-        // A container that runs again has left its previous end behind.
-        None if running => return None,
+        // A container that runs again and is ready has left its previous end behind; one
+        // that is waiting to restart, or started again but is not ready yet, has not (else a
+        // crash-looping worker's reason would vanish each time it starts).
+        None if status.ready => return None,
         None => status.last_state.as_ref()?.terminated.as_ref()?,
     };
     let condition = WorkerCondition::from_termination_message(ended.message.as_deref()?)?;
@@ -347,6 +349,43 @@ mod tests {
         for (p, want) in cases {
             assert_eq!(progress_url(&p).as_deref(), want);
         }
+    }
+
+    #[test]
+    fn a_restarted_worker_keeps_its_last_end_until_it_is_ready() {
+        use k8s_openapi::api::core::v1::{
+            ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
+        };
+        let lost = WorkerCondition::new(
+            spillway_api::report::WorkerConditionType::DataLoss,
+            "DataLoss",
+            "t/0 lost 0..5",
+        );
+        let with = |ready: bool| {
+            let mut p = pod(Some("10.0.0.1"), None, ready);
+            p.status.as_mut().unwrap().container_statuses = Some(vec![ContainerStatus {
+                name: CONTAINER_NAME.into(),
+                ready,
+                restart_count: 1,
+                state: Some(ContainerState {
+                    running: Some(ContainerStateRunning::default()),
+                    ..Default::default()
+                }),
+                last_state: Some(ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 1,
+                        message: Some(lost.to_termination_message()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]);
+            p
+        };
+        let t = termination(&with(false)).unwrap();
+        assert_eq!((t.exit_code, &t.condition), (1, &lost));
+        assert_eq!(termination(&with(true)), None);
     }
 
     #[test]

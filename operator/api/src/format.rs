@@ -53,7 +53,7 @@ pub enum AvroEncoding {
 #[x_kube(validation = rules::REGISTRY_URL_NO_USERINFO)]
 pub struct SchemaRegistrySpec {
     /// Base URL, e.g. `http://schema-registry.kafka:8081`.
-    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = r"^https?://"))]
     pub url: String,
     /// Basic-auth credentials (secret references).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -70,6 +70,7 @@ use crate::{
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = rules::MAINTENANCE_NEEDS_DELTA)]
+#[x_kube(validation = rules::CHECKPOINT_NOT_SINK)]
 pub struct StreamingPipelineSpec {
     /// Worker pods, each a member of the pipeline's consumer group. More replicas than
     /// partitions leaves the extra workers idle.
@@ -112,12 +113,13 @@ pub struct StreamingPipelineSpec {
 }
 
 /// Where the checkpoint lives.
-#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CheckpointSpec {
     /// Checkpoint location: `s3://bucket/prefix`, `file:///path` or a local path. One
-    /// checkpoint belongs to exactly one pipeline.
+    /// checkpoint belongs to exactly one pipeline, and it is not the sink's location.
     #[schemars(length(min = 1))]
+    #[x_kube(validation = rules::URI_SCHEME)]
     pub uri: String,
 }
 

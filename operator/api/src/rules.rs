@@ -71,6 +71,13 @@ rules! {
     /// A reader schema comes from exactly one place.
     READER_SCHEMA_EXACTLY_ONE = ("(has(self.registry) ? 1 : 0) + (has(self.inline) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.configMapKeyRef) ? 1 : 0) == 1",
         "exactly one of registry, inline, file or configMapKeyRef must be set", "");
+    /// The checkpoint is not the sink's own location.
+    CHECKPOINT_NOT_SINK = ("!(has(self.sink.delta) && self.sink.delta.uri == self.checkpoint.uri) && !(has(self.sink.parquet) && self.sink.parquet.uri == self.checkpoint.uri)",
+        "the checkpoint uri must differ from the sink uri", ".checkpoint.uri");
+    /// A location is on a store the worker has: S3 (with a bucket), a local file system or
+    /// memory. Attached to every URI field.
+    URI_SCHEME = ("!self.contains('://') || self.matches('^(s3a?://[^/]|file://|memory://)')",
+        "unsupported uri: use s3://bucket/path, s3a://bucket/path, file:///path, memory:/// or a local path", "");
     /// Exactly one sink.
     SINK_EXACTLY_ONE = ("has(self.delta) != has(self.parquet)",
         "exactly one of delta or parquet must be set", "");

@@ -68,7 +68,7 @@ pub struct MaintenanceSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OptimizeSpec {
     /// Cron schedule (5 fields, UTC), e.g. `0 * * * *`.
-    #[schemars(length(min = 9))]
+    #[schemars(length(min = 9), regex(pattern = r"^\s*\S+(\s+\S+){4}\s*$"))]
     pub schedule: String,
     /// Target size of compacted files, in bytes.
     #[serde(default = "defaults::target_file_size")]
@@ -82,7 +82,7 @@ pub struct OptimizeSpec {
 #[x_kube(validation = rules::VACUUM_RETENTION_MINIMUM)]
 pub struct VacuumSpec {
     /// Cron schedule (5 fields, UTC), e.g. `30 3 * * *`.
-    #[schemars(length(min = 9))]
+    #[schemars(length(min = 9), regex(pattern = r"^\s*\S+(\s+\S+){4}\s*$"))]
     pub schedule: String,
     /// Files unreferenced for longer than this are deleted (Go duration). Default `168h`.
     #[serde(default = "defaults::vacuum_retention")]

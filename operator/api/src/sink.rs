@@ -29,6 +29,7 @@ pub struct DeltaSink {
     /// Table location: `s3://bucket/path`, `file:///path` or a local path. Created from the
     /// reader schema and metadata columns when absent.
     #[schemars(length(min = 1))]
+    #[x_kube(validation = rules::URI_SCHEME)]
     pub uri: String,
     /// `append` every row, or `merge` (upsert by key).
     #[serde(default)]
@@ -88,11 +89,12 @@ pub enum SchemaEvolution {
 }
 
 /// A Parquet dataset sink.
-#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ParquetSink {
     /// Dataset location: `s3://bucket/path`, `file:///path` or a local path.
     #[schemars(length(min = 1))]
+    #[x_kube(validation = rules::URI_SCHEME)]
     pub uri: String,
     /// Partition columns (Hive-style `col=value` directories).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -212,10 +214,11 @@ pub struct DeadLetterKafka {
 }
 
 /// Dead letters to a Delta table.
-#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeadLetterDelta {
-    /// Table location.
+    /// Table location: `s3://bucket/path`, `file:///path` or a local path.
     #[schemars(length(min = 1))]
+    #[x_kube(validation = rules::URI_SCHEME)]
     pub uri: String,
 }

@@ -27,9 +27,14 @@ pub struct KafkaSource {
     /// Comma-separated `host:port` list of bootstrap brokers.
     #[schemars(length(min = 1))]
     pub bootstrap_servers: String,
-    /// Topics to read. Exactly one of `topics` and `topicPattern` is set.
+    /// Topics to read. Exactly one of `topics` and `topicPattern` is set. Each a Kafka
+    /// topic name: 1–249 letters, digits, `.`, `_` or `-`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1), extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(
+        length(min = 1),
+        inner(regex(pattern = r"^[A-Za-z0-9._-]{1,249}$")),
+        extend("x-kubernetes-list-type" = "set")
+    )]
     pub topics: Option<Vec<String>>,
     /// A regular expression; every matching topic is read, including ones created later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,10 +50,14 @@ pub struct KafkaSource {
     /// `startingPartitionOffsets`). Once the sink has committed, it decides.
     #[serde(default)]
     pub starting_offsets: StartingOffsets,
-    /// With `startingOffsets: timestamp`: RFC 3339 time; each partition starts at the first
-    /// record at or after it.
+    /// With `startingOffsets: timestamp`: each partition starts at the first record at or
+    /// after this RFC 3339 time, with seconds and an offset (`2025-01-31T12:00:00Z`,
+    /// `2025-01-31T12:00:00.5+01:00`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(
+        extend("format" = "date-time"),
+        regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")
+    )]
     pub starting_timestamp: Option<String>,
     /// With `startingOffsets: offsets`: `{topic: {partition: offset}}`; -2 means earliest and
     /// -1 latest, as in Spark. Unlisted partitions start at earliest.

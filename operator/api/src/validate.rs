@@ -61,16 +61,7 @@ impl Check {
     }
     fn uri(&mut self, path: &str, value: &str) {
         self.non_empty(path, value);
-        if let Some((scheme, rest)) = value.split_once("://") {
-            if !matches!(scheme, "s3" | "s3a" | "file" | "memory") {
-                self.fail(
-                    path,
-                    format!("unsupported scheme {scheme:?}: use s3://, file:// or a local path"),
-                );
-            } else if scheme.starts_with("s3") && rest.split('/').next().is_none_or(str::is_empty) {
-                self.fail(path, "an s3 uri needs a bucket: s3://bucket/path");
-            }
-        }
+        self.rule(uri_scheme_supported(value), path, rules::URI_SCHEME);
     }
 }
 
@@ -135,6 +126,61 @@ pub fn parse_socket_addr(s: &str) -> Option<std::net::SocketAddr> {
     let (host, port) = s.rsplit_once(':')?;
     let ip: std::net::IpAddr = host.trim_matches(['[', ']']).parse().ok()?;
     Some(std::net::SocketAddr::new(ip, port.parse().ok()?))
+}
+
+/// [`rules::URI_SCHEME`]: no scheme (a local path), or `s3://`/`s3a://` with a bucket,
+/// `file://` or `memory://`.
+fn uri_scheme_supported(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return true;
+    };
+    match scheme {
+        "s3" | "s3a" => !rest.is_empty() && !rest.starts_with('/'),
+        "file" | "memory" => true,
+        _ => false,
+    }
+}
+
+/// An RFC 3339 time with seconds and an offset, as the CRD's pattern for
+/// `startingTimestamp` has it (`2025-01-31T12:00:00Z`, `…T12:00:00.5+01:00`): upper-case `T`
+/// and `Z` only, which is what the API server's `date-time` format accepts as well.
+fn rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let at = |i: usize, c: &[u8]| b.get(i).is_some_and(|x| c.contains(x));
+    let shape = digits(0..4)
+        && at(4, b"-")
+        && digits(5..7)
+        && at(7, b"-")
+        && digits(8..10)
+        && at(10, b"T")
+        && digits(11..13)
+        && at(13, b":")
+        && digits(14..16)
+        && at(16, b":")
+        && digits(17..19);
+    if !shape {
+        return false;
+    }
+    let mut i = 19;
+    if at(i, b".") {
+        i += 1;
+        let start = i;
+        while at(i, b"0123456789") {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    let zone = &b[i..];
+    let offset = zone.len() == 6
+        && matches!(zone[0], b'+' | b'-')
+        && digits(i + 1..i + 3)
+        && zone[3] == b':'
+        && digits(i + 4..i + 6);
+    (zone == b"Z" || offset) && s.parse::<jiff::Timestamp>().is_ok()
 }
 
 /// Parses a Go-style duration (`1h30m`, `10s`, `250ms`, `1.5h`).
@@ -243,7 +289,7 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
         rules::KAFKA_OFFSETS_NEED_VALUE,
     );
     if let Some(ts) = &k.starting_timestamp
-        && ts.parse::<jiff::Timestamp>().is_err()
+        && !rfc3339(ts)
     {
         c.fail(
             format!("{kp}.startingTimestamp"),
@@ -436,20 +482,23 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
         for (i, p) in d.partition_by.iter().enumerate() {
             c.non_empty(&format!("{dp}.partitionBy[{i}]"), p);
         }
-        if d.uri == spec.checkpoint.uri {
-            c.fail("spec.checkpoint.uri", "must differ from the sink uri");
-        }
     }
     if let Some(p) = &spec.sink.parquet {
         c.uri("spec.sink.parquet.uri", &p.uri);
         for (i, col) in p.partition_by.iter().enumerate() {
             c.non_empty(&format!("spec.sink.parquet.partitionBy[{i}]"), col);
         }
-        if p.uri == spec.checkpoint.uri {
-            c.fail("spec.checkpoint.uri", "must differ from the sink uri");
-        }
     }
     c.uri("spec.checkpoint.uri", &spec.checkpoint.uri);
+    let sink_uris = [
+        spec.sink.delta.as_ref().map(|d| &d.uri),
+        spec.sink.parquet.as_ref().map(|p| &p.uri),
+    ];
+    c.rule(
+        !sink_uris.contains(&Some(&spec.checkpoint.uri)),
+        s,
+        rules::CHECKPOINT_NOT_SINK,
+    );
 
     // storage
     if let Some(st) = &spec.storage {
@@ -578,6 +627,71 @@ mod tests {
     }
 
     #[test]
+    fn rfc3339_times_with_an_offset() {
+        for ok in [
+            "2025-01-31T12:00:00Z",
+            "2025-01-31T12:00:00.250Z",
+            "2025-01-31T12:00:00+01:00",
+            "2025-01-31T12:00:00.5-05:30",
+        ] {
+            assert!(rfc3339(ok), "{ok}");
+        }
+        for bad in [
+            "yesterday",
+            "2025-01-31T12:00:00",
+            "2025-01-31T12:00Z",
+            "2025-13-31T12:00:00Z",
+            "2025-01-31T12:00:00.Z",
+            "2025-01-31T12:00:00+0100",
+            "2025-01-31t12:00:00Z",
+            "2025-01-31 12:00:00Z",
+            "2025-01-31T12:00:00z",
+            "2025-02-30T12:00:00Z",
+            "2025-01-31T12:00:00Z[Europe/Paris]",
+        ] {
+            assert!(!rfc3339(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn uri_schemes() {
+        for ok in [
+            "s3://b/t",
+            "s3a://b",
+            "file:///t",
+            "memory:///",
+            "t/x",
+            "/a:b/c",
+        ] {
+            assert!(uri_scheme_supported(ok), "{ok}");
+        }
+        for bad in ["gs://b/t", "s3:///t", "s3://", "hdfs://nn/c", "x/s3://b"] {
+            assert!(!uri_scheme_supported(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        for (s, secs) in [
+            ("10s", 10.0),
+            ("1h30m", 5400.0),
+            ("250ms", 0.25),
+            ("1.5h", 5400.0),
+            ("0", 0.0),
+            ("120h", 432000.0),
+        ] {
+            assert_eq!(
+                parse_duration(s),
+                Some(Duration::from_secs_f64(secs)),
+                "{s}"
+            );
+        }
+        for s in ["", "10", "5d", "s", "1h x", "-1s"] {
+            assert_eq!(parse_duration(s), None, "{s}");
+        }
+    }
+
+    #[test]
     fn urls_lose_their_userinfo() {
         for (url, want) in [
             (
@@ -627,26 +741,5 @@ mod tests {
             .filter_map(|w| w.split('\'').next())
             .collect();
         assert_eq!(words, SENSITIVE_PROPERTY_WORDS);
-    }
-
-    #[test]
-    fn durations() {
-        for (s, secs) in [
-            ("10s", 10.0),
-            ("1h30m", 5400.0),
-            ("250ms", 0.25),
-            ("1.5h", 5400.0),
-            ("0", 0.0),
-            ("120h", 432000.0),
-        ] {
-            assert_eq!(
-                parse_duration(s),
-                Some(Duration::from_secs_f64(secs)),
-                "{s}"
-            );
-        }
-        for s in ["", "10", "5d", "s", "1h x", "-1s"] {
-            assert_eq!(parse_duration(s), None, "{s}");
-        }
     }
 }
