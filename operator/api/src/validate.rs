@@ -232,6 +232,9 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
             "group.id",
             "enable.auto.commit",
             "enable.auto.offset.store",
+            "enable.partition.eof",
+            "isolation.level",
+            "auto.offset.reset",
         ];
         c.rule(
             !props.keys().any(|p| SECRET.contains(&p.as_str())),
@@ -242,6 +245,15 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
             !props.keys().any(|p| MANAGED.contains(&p.as_str())),
             kp,
             rules::KAFKA_PROPERTIES_NOT_MANAGED,
+        );
+        let cooperative = props
+            .get("partition.assignment.strategy")
+            .is_some_and(|s| s.contains("cooperative-sticky"));
+        let incremental = props.get("group.protocol").is_some_and(|p| p != "classic");
+        c.rule(
+            !cooperative && !incremental,
+            kp,
+            rules::KAFKA_EAGER_REBALANCE,
         );
     }
     if let Some(sec) = &k.security {

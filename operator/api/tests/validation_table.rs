@@ -137,6 +137,35 @@ const CASES: &[(&str, Mutation, &str)] = &[
         "spec.source.kafka.properties",
     ),
     (
+        "isolation level in properties",
+        |v| {
+            v["spec"]["source"]["kafka"]["properties"] =
+                json!({"isolation.level": "read_uncommitted"})
+        },
+        "spec.source.kafka.properties",
+    ),
+    (
+        "cooperative-sticky assignment",
+        |v| {
+            v["spec"]["source"]["kafka"]["properties"] =
+                json!({"partition.assignment.strategy": "cooperative-sticky"})
+        },
+        "spec.source.kafka.properties",
+    ),
+    (
+        "cooperative-sticky among strategies",
+        |v| {
+            v["spec"]["source"]["kafka"]["properties"] =
+                json!({"partition.assignment.strategy": "range,cooperative-sticky"})
+        },
+        "spec.source.kafka.properties",
+    ),
+    (
+        "the consumer group protocol",
+        |v| v["spec"]["source"]["kafka"]["properties"] = json!({"group.protocol": "consumer"}),
+        "spec.source.kafka.properties",
+    ),
+    (
         "dead letter without destination",
         |v| v["spec"]["errors"] = json!({"onBadRecord": "deadLetter"}),
         "spec.errors.deadLetter",
