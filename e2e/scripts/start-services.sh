@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Starts the test services on loopback, each once: the Apache Kafka broker (kafka.sh; a
-# single KRaft node) and moto's S3 server, then creates the test bucket. tansu (round 1's
-# broker, same port) only on request: `tansu`; then the Kubernetes control plane (k8s.sh). Pid files live in
-# $SPILLWAY_RUN; stop-services.sh kills exactly those pids. Prints the environment to use.
+# single KRaft node) and moto's S3 server, then creates the test bucket; then the
+# Kubernetes control plane (k8s.sh). Pid files live in $SPILLWAY_RUN; stop-services.sh
+# kills exactly those pids. Prints the environment to use.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
@@ -17,23 +17,6 @@ wait_port() { # host port seconds name
     if (( SECONDS > deadline )); then log "$4 did not open $1:$2 within $3s"; return 1; fi
     sleep 0.2
   done
-}
-
-start_tansu() {
-  local pidf="$SPILLWAY_RUN/tansu.pid"
-  if alive "$pidf"; then log "tansu already running (pid $(cat "$pidf"))"; return; fi
-  command -v tansu >/dev/null || { log "tansu missing: run e2e/scripts/install-services.sh"; exit 1; }
-  # Only the variables tansu reads are set; nothing from the caller's environment leaks in.
-  env -u CLUSTER_ID -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT -u DATA_LAKE \
-    RUST_LOG="${TANSU_LOG:-warn}" \
-    nohup tansu broker \
-      --listener-url "tcp://127.0.0.1:${SPILLWAY_KAFKA_PORT}" \
-      --advertised-listener-url "tcp://127.0.0.1:${SPILLWAY_KAFKA_PORT}" \
-      --storage-engine "memory://tansu/" \
-      >"$SPILLWAY_RUN/tansu.log" 2>&1 &
-  echo $! >"$pidf"
-  wait_port 127.0.0.1 "$SPILLWAY_KAFKA_PORT" 60 tansu
-  log "tansu on 127.0.0.1:${SPILLWAY_KAFKA_PORT} (pid $(cat "$pidf"))"
 }
 
 start_moto() {
@@ -60,9 +43,8 @@ case "$what" in
   all) bash "$here/kafka.sh" start; start_moto; bash "$here/k8s.sh" start >/dev/null ;;
   kafka) bash "$here/kafka.sh" start ;;
   k8s) bash "$here/k8s.sh" start >/dev/null ;;
-  tansu) start_tansu ;;
   moto) start_moto ;;
-  *) echo "usage: $0 [all|kafka|k8s|tansu|moto]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kafka|k8s|moto]" >&2; exit 2 ;;
 esac
 if [[ "$what" == all || "$what" == k8s ]]; then bash "$here/k8s.sh" env; fi
 cat <<ENV

@@ -6,7 +6,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/env.sh"
 bash "$here/k8s.sh" stop
 bash "$here/kafka.sh" stop
-for name in tansu moto; do
+for name in moto; do
   pidf="$SPILLWAY_RUN/$name.pid"
   [[ -f "$pidf" ]] || continue
   pid="$(cat "$pidf")"

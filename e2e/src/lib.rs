@@ -51,7 +51,7 @@ pub enum SupportError {
     Malformed(String),
 }
 
-/// Kafka bootstrap address of the tansu broker.
+/// Kafka bootstrap address of the test broker (Apache Kafka, `e2e/scripts/kafka.sh`).
 pub fn kafka_bootstrap() -> String {
     std::env::var("SPILLWAY_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".into())
 }

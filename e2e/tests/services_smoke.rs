@@ -1,4 +1,4 @@
-//! Smoke test of the test services: a record goes through tansu with rdkafka (consumer
+//! Smoke test of the test services: a record goes through Apache Kafka with rdkafka (consumer
 //! group, manual commit), and moto honours `If-None-Match: *` conditional puts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -17,9 +17,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use spillway_e2e as support;
 
 #[tokio::test]
-async fn a_record_round_trips_through_tansu() {
+async fn a_record_round_trips_through_kafka() {
     let bootstrap = support::kafka_bootstrap();
-    support::require("tansu (kafka)", &bootstrap).unwrap();
+    support::require("kafka", &bootstrap).unwrap();
     let topic = support::unique("smoke");
 
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

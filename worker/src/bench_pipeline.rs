@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +49,7 @@ pub enum BenchError {
 pub struct PipelineBench {
     /// Kafka bootstrap servers.
     pub bootstrap: String,
-    /// Records to preload (plus one tail record per partition).
+    /// Records to preload.
     pub records: u64,
     /// Partitions of the topic.
     pub partitions: i32,
@@ -124,7 +123,7 @@ fn high_watermarks(
 
 /// Preloads the topic unless it already holds the records.
 async fn preload(b: &PipelineBench, topic: &str) -> Result<u64, BenchError> {
-    let want = b.records + b.partitions as u64;
+    let want = b.records;
     crate::produce::ensure_topic(&b.bootstrap, topic, b.partitions).await?;
     let (bs, t, n) = (b.bootstrap.clone(), topic.to_string(), b.partitions);
     let have: i64 = tokio::task::spawn_blocking(move || high_watermarks(&bs, &t, n))
@@ -154,25 +153,6 @@ async fn preload(b: &PipelineBench, topic: &str) -> Result<u64, BenchError> {
         s.records,
         s.elapsed.as_secs_f64()
     );
-    // One single-record batch per partition, so a broker that reports the high watermark
-    // at the last batch's base offset (tansu 0.6) reports it exactly.
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &b.bootstrap)
-        .set("linger.ms", "0")
-        .create()?;
-    let mut body = Vec::new();
-    crate::generate::HsuTestGenerator::new(b.seed ^ 0xdead)
-        .next_event()
-        .encode(&mut body);
-    for p in 0..b.partitions {
-        producer
-            .send(
-                FutureRecord::<(), _>::to(topic).payload(&body).partition(p),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| e)?;
-    }
     Ok(want)
 }
 

@@ -12,7 +12,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 
 use crate::generate::{HSUTEST_SCHEMA, HsuTestGenerator, Rng, ValueGenerator};
 use crate::registry::{RegistryClient, RegistryError, RetryFor};
@@ -97,6 +97,18 @@ pub enum ProduceError {
         /// Why.
         message: String,
     },
+    /// A partition of a new topic got no leader in time.
+    #[error(
+        "topic {topic} has no leader for every one of its {partitions} partitions after {waited:?}"
+    )]
+    NoLeaders {
+        /// Topic.
+        topic: String,
+        /// Partitions expected.
+        partitions: i32,
+        /// How long it waited.
+        waited: Duration,
+    },
 }
 
 /// Totals of a run.
@@ -152,21 +164,29 @@ enum Source {
     Any(Box<ValueGenerator>, Rng),
 }
 
-/// Creates `topic` with `partitions` if it does not exist.
+/// How long [`ensure_topic`] waits for the new topic's partition leaders.
+pub const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// Creates `topic` with `partitions` if it does not exist, and returns once every
+/// partition has a leader (CreateTopics returns before the leaders are elected and known
+/// to every broker; records or watermark queries sent earlier fail or stall).
 pub async fn ensure_topic(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
 ) -> Result<(), ProduceError> {
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    create_topic(bootstrap, new).await
+}
+
+/// Creates a topic (with its configuration, such as `cleanup.policy`) unless it exists, and
+/// waits for its partition leaders (see [`ensure_topic`]).
+pub async fn create_topic(bootstrap: &str, new: NewTopic<'_>) -> Result<(), ProduceError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await?;
+    let (topic, partitions) = (new.name.to_string(), new.num_partitions);
+    let results = admin.create_topics(&[new], &AdminOptions::new()).await?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -178,7 +198,52 @@ pub async fn ensure_topic(
             }
         }
     }
-    Ok(())
+    wait_for_leaders(bootstrap, &topic, partitions).await
+}
+
+/// Polls the topic's metadata until `partitions` partitions have a leader, at most
+/// [`LEADER_WAIT`] (in a blocking task: metadata requests block).
+async fn wait_for_leaders(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), ProduceError> {
+    let client: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        while started.elapsed() < LEADER_WAIT {
+            if has_leaders(&client, &topic, partitions) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(ProduceError::NoLeaders {
+            topic,
+            partitions,
+            waited: started.elapsed(),
+        })
+    })
+    .await?
+}
+
+fn has_leaders(client: &BaseProducer, topic: &str, partitions: i32) -> bool {
+    let Ok(md) = client
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+    else {
+        return false;
+    };
+    md.topics().iter().any(|t| {
+        t.name() == topic
+            && t.error().is_none()
+            && t.partitions().len() >= partitions.max(0) as usize
+            && t.partitions()
+                .iter()
+                .all(|p| p.error().is_none() && p.leader() >= 0)
+    })
 }
 
 /// Produces records; `progress` is called about once a second with (sent, bytes, elapsed).

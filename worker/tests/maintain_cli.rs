@@ -52,21 +52,14 @@ fn parquet_files_on_disk(dir: &std::path::Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optimize_compacts_and_vacuum_deletes_only_old_unreferenced_files() {
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("maintain");
     common::produce(
         &support::kafka_bootstrap(),
         &topic,
         12_000,
         51,
-        &[
-            "--partitions",
-            "1",
-            "-X",
-            "linger.ms=0",
-            "-X",
-            "batch.num.messages=1",
-        ],
+        &["--partitions", "1"],
     );
     let dir = std::env::temp_dir().join(support::unique("maintain"));
     std::fs::create_dir_all(&dir).unwrap();

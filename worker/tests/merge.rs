@@ -1,4 +1,4 @@
-//! `mode: merge` (the movie-ratings job) against tansu, read back with Python `deltalake`:
+//! `mode: merge` (the movie-ratings job) against Apache Kafka, read back with Python `deltalake`:
 //! duplicates and updates of one `event_id` end as one row with the latest values, events
 //! more than 5 days behind the newest are discarded, and a re-run applies nothing twice.
 
@@ -93,7 +93,7 @@ os._exit(0)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_keeps_the_latest_row_per_key_and_discards_late_events() {
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("ratings");
     spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
         .await
@@ -154,7 +154,7 @@ async fn merge_keeps_the_latest_row_per_key_and_discards_late_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_scans_only_the_dates_at_or_after_the_watermark() {
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("ratings-prune");
     spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
         .await
@@ -196,7 +196,7 @@ async fn send_many(topic: &str, events: &[(String, f64, i64)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_pipeline_killed_mid_stream_never_applies_an_old_batch_again() {
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("ratings-kill");
     spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
         .await

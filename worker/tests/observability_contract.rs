@@ -6,7 +6,7 @@
 //!   event happened — bad records and dead letters (per reason), and event time and
 //!   watermark (only with `spec.eventTime`); prometheus-client does not encode a labelled
 //!   family that has no series yet;
-//! - `spillway run` against the tansu broker with poison records, a dead-letter table and
+//! - `spillway run` against the Kafka broker with poison records, a dead-letter table and
 //!   `spec.eventTime`: every name, each with a series.
 //!
 //! A name counts as exported when it is a sample name, or its family is declared with a
@@ -182,7 +182,7 @@ async fn produce_with_poison(topic: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_with_dead_letters_and_event_time_exports_every_metric_used() {
     let used = used_worker_metrics();
-    spillway_e2e::require("tansu (kafka)", &spillway_e2e::kafka_bootstrap()).unwrap();
+    spillway_e2e::require("kafka", &spillway_e2e::kafka_bootstrap()).unwrap();
     let topic = spillway_e2e::unique("contract");
     produce_with_poison(&topic).await;
 

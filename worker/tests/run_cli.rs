@@ -46,7 +46,7 @@ fn produce(topic: &str, count: &str, seed: &str, partitions: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_commits_the_open_batch_and_exits_zero() {
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("run");
     produce(&topic, "5000", "9", Some("1"));
     let dir = std::env::temp_dir().join(support::unique("run-cli"));

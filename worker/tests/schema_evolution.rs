@@ -1,4 +1,4 @@
-//! Schema evolution against tansu and the registry fixture, read back with Python
+//! Schema evolution against Apache Kafka and the registry fixture, read back with Python
 //! `deltalake`: with `schemaEvolution: addColumns` a v2 writer that adds a field adds a
 //! nullable column to the table in one commit, v1 rows carry null and v2 rows their
 //! values, even within one batch; without it the v2 records are bad records
@@ -37,7 +37,7 @@ async fn send(topic: &str, payloads: &[Vec<u8>]) {
 
 /// A topic with V1 and V2 registered under its subject: (registry, topic, ids, table dir).
 async fn setup(prefix: &str) -> (RegistryFixture, String, (u32, u32), std::path::PathBuf) {
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let registry = RegistryFixture::start().await.unwrap();
     let topic = support::unique(prefix);
     spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)

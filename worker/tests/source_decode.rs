@@ -1,4 +1,4 @@
-//! The front half of the data path against a real broker (tansu) and the registry fixture:
+//! The front half of the data path against a real broker (Apache Kafka) and the registry fixture:
 //! `spillway produce` → Kafka source (consumer group, explicit positions) → Avro decoding
 //! into Arrow, with exact values; schema evolution across writers; a registry outage.
 
@@ -89,7 +89,7 @@ async fn consume(
                 }
                 Assignment::Revoked(tps) => positions.stop(&tps),
             },
-            msg = source.recv() => {
+            msg = source.recv_record() => {
                 let msg = msg.unwrap();
                 match positions.accept(msg.topic(), msg.partition(), msg.offset()) {
                     Accept::Keep => {}
@@ -149,7 +149,7 @@ fn sorted(mut v: Vec<(String, String, f64, i64)>) -> Vec<(String, String, f64, i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_records_decode_with_exact_values() {
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("raw");
     let n = 20_000;
     produce(&[
@@ -184,7 +184,7 @@ async fn raw_records_decode_with_exact_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confluent_records_decode_through_the_registry_even_during_an_outage() {
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let registry = RegistryFixture::start().await.unwrap();
     let topic = support::unique("confluent");
     let n = 5_000;
@@ -267,7 +267,7 @@ async fn send_all(topic: &str, partitions: i32, payloads: &[Vec<u8>]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_and_v2_writers_interleaved_decode_under_the_v2_reader() {
     use apache_avro::types::Value;
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let registry = RegistryFixture::start().await.unwrap();
     let topic = support::unique("evolve");
     let subject = format!("{topic}-value");
@@ -351,7 +351,7 @@ async fn authenticated_decoder(url: &str, password: &str) -> ValueDecoder<(i32, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_with_basic_auth_is_read_with_credentials_from_secret_references() {
     use apache_avro::types::Value;
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let registry = RegistryFixture::start_with_basic_auth("spillway", "s3cr3t-pw")
         .await
         .unwrap();
@@ -402,30 +402,20 @@ async fn a_registry_with_basic_auth_is_read_with_credentials_from_secret_referen
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_offsets_apply_where_the_sink_has_no_position() {
-    support::require("tansu (kafka)", &support::kafka_bootstrap()).unwrap();
+    support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("start");
-    // One record per batch: tansu 0.6 answers a fetch from an offset inside a record batch
-    // with the *next* batch (it skips the rest of the containing one), so tests that start
-    // mid-stream write single-record batches. Real Kafka returns the containing batch.
-    let single = ["-X", "linger.ms=0", "-X", "batch.num.messages=1"];
-    produce(
-        &[
-            &[
-                "--topic",
-                &topic,
-                "--count",
-                "50",
-                "--seed",
-                "3",
-                "--partitions",
-                "1",
-            ][..],
-            &single[..],
-        ]
-        .concat(),
-    );
-    // Single-record tail batch so tansu's high watermark is exact (see DESIGN.md).
-    produce(&["--topic", &topic, "--count", "1", "--seed", "4"]);
+    // Records in multi-record batches (the producer's defaults): a position inside a batch
+    // reads back from exactly that offset.
+    produce(&[
+        "--topic",
+        &topic,
+        "--count",
+        "51",
+        "--seed",
+        "3",
+        "--partitions",
+        "1",
+    ]);
     let mut spec = kafka_spec(&topic);
     spec.starting_offsets = spillway_api::StartingOffsets::Offsets;
     spec.starting_partition_offsets =
@@ -440,7 +430,7 @@ async fn starting_offsets_apply_where_the_sink_has_no_position() {
     let tps = tokio::time::timeout(Duration::from_secs(60), async {
         tokio::select! {
             Some(Assignment::Assigned(tps)) = assignments.recv() => tps,
-            m = source.recv() => panic!("unexpected record before positioning: {:?}", m.map(|m| m.offset())),
+            m = source.recv_record() => panic!("unexpected record before positioning: {:?}", m.map(|m| m.offset())),
         }
     })
     .await
@@ -452,7 +442,7 @@ async fn starting_offsets_apply_where_the_sink_has_no_position() {
     assert_eq!(report.next[&tp], 20, "watermarks {marks:?}");
     let mut seen = Vec::new();
     for _ in 0..4 {
-        let m = tokio::time::timeout(Duration::from_secs(30), source.recv())
+        let m = tokio::time::timeout(Duration::from_secs(30), source.recv_record())
             .await
             .unwrap()
             .unwrap();
@@ -467,7 +457,7 @@ async fn starting_offsets_apply_where_the_sink_has_no_position() {
     assert_eq!(report.next[&tp], 42);
     let mut seen = Vec::new();
     for _ in 0..4 {
-        let m = tokio::time::timeout(Duration::from_secs(30), source.recv())
+        let m = tokio::time::timeout(Duration::from_secs(30), source.recv_record())
             .await
             .unwrap()
             .unwrap();

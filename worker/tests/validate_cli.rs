@@ -88,6 +88,39 @@ spec:
     }
 }
 
+/// Incremental rebalancing is refused before anything runs (the worker positions whole
+/// eager assignments from the sink), with the field path and what to use instead.
+#[test]
+fn cooperative_sticky_is_refused_by_validate_and_run() {
+    let dir = std::env::temp_dir().join(format!("spillway-validate-coop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("coop.yaml");
+    let text = std::fs::read_to_string(samples().join("orders-delta-append.yaml"))
+        .unwrap()
+        .replacen(
+            "    kafka:\n",
+            "    kafka:\n      properties: {partition.assignment.strategy: cooperative-sticky}\n",
+            1,
+        );
+    assert!(text.contains("cooperative-sticky"), "{text}");
+    std::fs::write(&file, text).unwrap();
+    let want = "spec.source.kafka.properties: incremental rebalancing is not supported: \
+                partition.assignment.strategy must not include cooperative-sticky and \
+                group.protocol must be classic (use range or roundrobin)";
+    for args in [
+        &["validate", "-f"][..],
+        &["run", "--http", "127.0.0.1:0", "-f"][..],
+    ] {
+        let out = spillway().args(args).arg(&file).output().unwrap();
+        assert!(!out.status.success(), "{args:?} accepted it");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(want),
+            "{args:?}: missing {want:?} in:\n{stderr}"
+        );
+    }
+}
+
 #[test]
 fn unparseable_manifest_names_the_field() {
     let dir = std::env::temp_dir().join(format!("spillway-validate-parse-{}", std::process::id()));

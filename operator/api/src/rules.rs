@@ -42,8 +42,12 @@ rules! {
     KAFKA_PROPERTIES_NO_SECRETS = ("!has(self.properties) || !self.properties.exists(k, k.lowerAscii().contains('password') || k.lowerAscii().contains('passphrase') || k.lowerAscii().contains('secret') || k.lowerAscii().contains('username') || k.lowerAscii().contains('pem') || k.lowerAscii().contains('jaas') || k.lowerAscii().contains('credential') || k.lowerAscii().contains('oauthbearer.config') || k.lowerAscii().contains('private.key') || k.lowerAscii().contains('ssl_key'))",
         "credentials cannot be set in properties: use security with secret references", ".properties");
     /// Properties Spillway owns for exactly-once cannot be overridden.
-    KAFKA_PROPERTIES_NOT_MANAGED = ("!has(self.properties) || !self.properties.exists(k, k in ['bootstrap.servers', 'group.id', 'enable.auto.commit', 'enable.auto.offset.store'])",
-        "bootstrap.servers, group.id, enable.auto.commit and enable.auto.offset.store are managed by spillway", ".properties");
+    KAFKA_PROPERTIES_NOT_MANAGED = ("!has(self.properties) || !self.properties.exists(k, k in ['bootstrap.servers', 'group.id', 'enable.auto.commit', 'enable.auto.offset.store', 'enable.partition.eof', 'isolation.level', 'auto.offset.reset'])",
+        "bootstrap.servers, group.id, enable.auto.commit, enable.auto.offset.store, enable.partition.eof, isolation.level and auto.offset.reset are managed by spillway", ".properties");
+    /// The loop positions whole (eager) assignments from the sink; incremental rebalancing
+    /// (cooperative-sticky, or the KIP-848 consumer protocol) is refused, not half-run.
+    KAFKA_EAGER_REBALANCE = ("!has(self.properties) || ((!('partition.assignment.strategy' in self.properties) || !self.properties['partition.assignment.strategy'].contains('cooperative-sticky')) && (!('group.protocol' in self.properties) || self.properties['group.protocol'] == 'classic'))",
+        "incremental rebalancing is not supported: partition.assignment.strategy must not include cooperative-sticky and group.protocol must be classic (use range or roundrobin)", ".properties");
     /// SASL protocols need SASL settings.
     SECURITY_SASL_NEEDS_CONFIG = ("!(self.protocol in ['SASL_PLAINTEXT', 'SASL_SSL']) || has(self.sasl)",
         "protocol SASL_PLAINTEXT or SASL_SSL requires sasl", ".sasl");

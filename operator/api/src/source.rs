@@ -23,6 +23,7 @@ pub struct SourceSpec {
 #[x_kube(validation = rules::KAFKA_OFFSETS_NEED_VALUE)]
 #[x_kube(validation = rules::KAFKA_PROPERTIES_NO_SECRETS)]
 #[x_kube(validation = rules::KAFKA_PROPERTIES_NOT_MANAGED)]
+#[x_kube(validation = rules::KAFKA_EAGER_REBALANCE)]
 pub struct KafkaSource {
     /// Comma-separated `host:port` list of bootstrap brokers.
     #[schemars(length(min = 1))]
@@ -74,8 +75,10 @@ pub struct KafkaSource {
     /// Transport security and authentication; credentials by secret reference only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<KafkaSecurity>,
-    /// Extra librdkafka consumer properties (e.g. `fetch.max.bytes`). Credentials and the
-    /// properties Spillway manages are refused.
+    /// Extra librdkafka consumer properties (e.g. `fetch.max.bytes`). Refused: credentials,
+    /// the properties Spillway manages (offset handling, `auto.offset.reset=earliest`,
+    /// `isolation.level=read_committed`, `enable.partition.eof`) and incremental rebalancing
+    /// (`cooperative-sticky`, `group.protocol: consumer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub properties: Option<BTreeMap<String, String>>,
 }

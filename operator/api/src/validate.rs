@@ -323,6 +323,9 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
             "group.id",
             "enable.auto.commit",
             "enable.auto.offset.store",
+            "enable.partition.eof",
+            "isolation.level",
+            "auto.offset.reset",
         ];
         c.rule(
             !props.keys().any(|p| is_sensitive_property(p)),
@@ -333,6 +336,15 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
             !props.keys().any(|p| MANAGED.contains(&p.as_str())),
             kp,
             rules::KAFKA_PROPERTIES_NOT_MANAGED,
+        );
+        let cooperative = props
+            .get("partition.assignment.strategy")
+            .is_some_and(|s| s.contains("cooperative-sticky"));
+        let incremental = props.get("group.protocol").is_some_and(|p| p != "classic");
+        c.rule(
+            !cooperative && !incremental,
+            kp,
+            rules::KAFKA_EAGER_REBALANCE,
         );
     }
     if let Some(sec) = &k.security {

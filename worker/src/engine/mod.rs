@@ -28,7 +28,8 @@ use crate::sink::delta::{DeltaSink, DeltaSinkError};
 use crate::sink::parquet::ParquetSink;
 use crate::sink::{Sink, SinkError};
 use crate::source::{
-    Accept, Assignment, KafkaSource, Positions, SourceError, TopicPartition, config,
+    Accept, Assignment, KafkaSource, Positions, Received, SourceError, TopicPartition, config,
+    end_reached,
 };
 use crate::storage::{self, StorageError};
 use dead_letter::{DeadLetters, DeadRecord};
@@ -176,8 +177,38 @@ fn offsets(m: &BTreeMap<TopicPartition, i64>) -> spillway_api::TopicOffsets {
 }
 
 /// Runs a pipeline until shutdown (or, with `availableNow`, until the end offsets seen at
-/// start are committed).
+/// start are committed). Data loss with `onDataLoss: fail` — found when partitions are
+/// positioned or at a gap mid-stream — also sets the `DataLoss` condition.
 pub async fn run(
+    loaded: &LoadedPipeline,
+    opts: RunOptions,
+    progress: ProgressState,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, EngineError> {
+    let result = run_loop(loaded, opts, progress.clone(), shutdown).await;
+    if let Err(EngineError::Source(e @ SourceError::DataLoss { .. })) = &result {
+        progress.condition(WorkerConditionType::DataLoss, "DataLoss", &e.to_string());
+    }
+    result
+}
+
+/// `availableNow`: whether every partition reached its end offset. The consumer's position
+/// (which moves past transaction markers the loop never sees) is asked only when
+/// `ask_consumer` — at a partition's end or a trigger — not for every record.
+fn reached_end(
+    source: &KafkaSource,
+    end: &BTreeMap<TopicPartition, i64>,
+    positions: &Positions,
+    ask_consumer: bool,
+) -> Result<bool, SourceError> {
+    let next = positions.next_offsets();
+    if end_reached(end, next, &BTreeMap::new()) {
+        return Ok(true);
+    }
+    Ok(ask_consumer && end_reached(end, next, &source.consumed()?))
+}
+
+async fn run_loop(
     loaded: &LoadedPipeline,
     opts: RunOptions,
     progress: ProgressState,
@@ -358,6 +389,7 @@ pub async fn run(
     loop {
         let mut close = false;
         let mut stop = false;
+        let mut at_end = false;
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => { close = true; stop = true; }
@@ -392,79 +424,81 @@ pub async fn run(
                 }
             },
             _ = tick.tick() => { close = true; }
-            msg = source.recv() => {
-                let msg = msg?;
-                let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
-                match positions.accept(topic, partition, offset) {
-                    Accept::Keep => {}
-                    Accept::Drop | Accept::NotPositioned => continue,
-                    Accept::Gap { expected } => {
-                        let tp = TopicPartition { topic: topic.to_string(), partition };
-                        let (low, _) = source.watermarks(&tp).await?;
-                        if low > expected {
-                            if kafka.on_data_loss == OnDataLoss::Fail {
-                                progress.condition(WorkerConditionType::DataLoss, "DataLoss", &format!("offsets {expected}..{low} of {tp} were deleted before they were read"));
-                                return Err(SourceError::DataLoss { tp, from: expected, to: low }.into());
+            received = source.recv() => match received? {
+                Received::EndOfPartition { .. } => { at_end = true; }
+                Received::Record(msg) => {
+                    let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+                    match positions.accept(topic, partition, offset) {
+                        Accept::Keep => {}
+                        Accept::Drop | Accept::NotPositioned => continue,
+                        Accept::Gap { expected } => {
+                            let tp = TopicPartition { topic: topic.to_string(), partition };
+                            // Lost: up to the log start, or up to this record if the
+                            // log start moved past it since it was fetched.
+                            let low = source.watermarks(&tp).await?.0.min(offset);
+                            if low > expected {
+                                if kafka.on_data_loss == OnDataLoss::Fail {
+                                    return Err(SourceError::DataLoss { tp, from: expected, to: low }.into());
+                                }
+                                warn!(%tp, from = expected, to = low, "data loss: skipped offsets deleted by retention");
+                                summary.lost_offsets += low - expected;
+                                pending.lost += low - expected;
+                                if let Some(m) = &metrics { m.data_loss(&name, low - expected); }
                             }
-                            warn!(%tp, from = expected, to = low, "data loss: skipped offsets deleted by retention");
-                            summary.lost_offsets += low - expected;
-                            pending.lost += low - expected;
-                            if let Some(m) = &metrics { m.data_loss(&name, low - expected); }
+                            positions.advance(topic, partition, offset);
                         }
-                        positions.advance(topic, partition, offset);
+                    }
+                    let topic_idx = match topics.iter().position(|t| t == topic) {
+                        Some(i) => i,
+                        None => { topics.push(topic.to_string()); topics.len() - 1 }
+                    };
+                    pending.record(topic, partition, offset);
+                    if pending.records == 1 {
+                        progress.status("Waiting for next trigger", true, false);
+                    }
+                    let meta = RowMeta {
+                        topic: topic_idx as u16,
+                        partition,
+                        offset,
+                        timestamp: match msg.timestamp() {
+                            Timestamp::CreateTime(t) => Some((t, false)),
+                            Timestamp::LogAppendTime(t) => Some((t, true)),
+                            Timestamp::NotAvailable => None,
+                        },
+                        key: if want_key { msg.key().map(<[u8]>::to_vec) } else { None },
+                        headers: if want_headers {
+                            // Not rdkafka's accessor: it panics on a name that is not UTF-8.
+                            Some(spillway_kafka_headers::headers(&msg))
+                        } else { None },
+                    };
+                    let started = Instant::now();
+                    let outcome = decoder.push(msg.payload(), meta).await?;
+                    pending.decode += started.elapsed();
+                    if let Err(bad) = outcome {
+                        let tp = TopicPartition { topic: topic.to_string(), partition };
+                        handle_bad(policy, &tp, offset, &bad, &mut pending)?;
+                        *pending.reasons.entry(bad.reason()).or_default() += 1;
+                        if dead_letters.is_some() {
+                            pending.dead.push(DeadRecord {
+                                tp: tp.clone(),
+                                offset,
+                                key: msg.key().map(<[u8]>::to_vec),
+                                value: msg.payload().map(<[u8]>::to_vec),
+                                class: bad.reason(),
+                                message: bad.to_string(),
+                            });
+                        }
+                    }
+                    if pending.records >= max_records {
+                        close = true;
                     }
                 }
-                let topic_idx = match topics.iter().position(|t| t == topic) {
-                    Some(i) => i,
-                    None => { topics.push(topic.to_string()); topics.len() - 1 }
-                };
-                pending.record(topic, partition, offset);
-                if pending.records == 1 {
-                    progress.status("Waiting for next trigger", true, false);
-                }
-                let meta = RowMeta {
-                    topic: topic_idx as u16,
-                    partition,
-                    offset,
-                    timestamp: match msg.timestamp() {
-                        Timestamp::CreateTime(t) => Some((t, false)),
-                        Timestamp::LogAppendTime(t) => Some((t, true)),
-                        Timestamp::NotAvailable => None,
-                    },
-                    key: if want_key { msg.key().map(<[u8]>::to_vec) } else { None },
-                    headers: if want_headers {
-                        // Not rdkafka's accessor: it panics on a name that is not UTF-8.
-                        Some(spillway_kafka_headers::headers(&msg))
-                    } else { None },
-                };
-                let started = Instant::now();
-                let outcome = decoder.push(msg.payload(), meta).await?;
-                pending.decode += started.elapsed();
-                if let Err(bad) = outcome {
-                    let tp = TopicPartition { topic: topic.to_string(), partition };
-                    handle_bad(policy, &tp, offset, &bad, &mut pending)?;
-                    *pending.reasons.entry(bad.reason()).or_default() += 1;
-                    if dead_letters.is_some() {
-                        pending.dead.push(DeadRecord {
-                            tp: tp.clone(),
-                            offset,
-                            key: msg.key().map(<[u8]>::to_vec),
-                            value: msg.payload().map(<[u8]>::to_vec),
-                            class: bad.reason(),
-                            message: bad.to_string(),
-                        });
-                    }
-                }
-                if pending.records >= max_records {
-                    close = true;
-                }
-            }
+            },
         }
-        let done = available_now
-            && end.as_ref().is_some_and(|e| {
-                e.iter()
-                    .all(|(tp, o)| positions.next_offsets().get(tp).is_none_or(|n| n >= o))
-            });
+        let done = match (&end, available_now) {
+            (Some(e), true) => reached_end(&source, e, &positions, at_end || close)?,
+            _ => false,
+        };
         if (close || done) && !pending.next.is_empty() {
             progress.status("Processing new data", true, true);
             let report = commit(

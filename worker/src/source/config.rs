@@ -21,9 +21,13 @@ pub const FETCH_DEFAULTS: &[(&str, &str)] = &[
 ///
 /// Spillway owns `group.id`, `bootstrap.servers` and offset handling: the sink is the
 /// source of truth, offsets are stored and committed explicitly after each sink commit, and
-/// `auto.offset.reset` is `earliest` only as a safety net behind the explicit seek on
-/// assignment (data loss is detected from the partitions' low watermarks, never reset
-/// silently).
+/// `auto.offset.reset=earliest`: behind the explicit assign at the sink's offsets it acts
+/// only when a fetch falls below the log start, and then lands at the first surviving
+/// record, where the loop sees the gap and judges the loss by the low watermark (`latest`
+/// would skip surviving records silently). It also owns `isolation.level=read_committed` (only committed records of a
+/// transactional producer reach the sink; aborted ones and the markers are skipped) and
+/// `enable.partition.eof=true` (the loop learns when it caught up, which ends an
+/// `availableNow` run even when a transaction marker is the last offset).
 pub fn consumer_config(
     kafka: &KafkaSource,
     group_id: &str,
@@ -42,10 +46,9 @@ pub fn consumer_config(
     c.insert("client.id".into(), client_id.to_string());
     c.insert("enable.auto.commit".into(), "false".into());
     c.insert("enable.auto.offset.store".into(), "false".into());
-    c.entry("auto.offset.reset".into())
-        .or_insert_with(|| "earliest".into());
-    c.entry("enable.partition.eof".into())
-        .or_insert_with(|| "false".into());
+    c.insert("isolation.level".into(), "read_committed".into());
+    c.insert("enable.partition.eof".into(), "true".into());
+    c.insert("auto.offset.reset".into(), "earliest".into());
     security(kafka, secrets, &mut c)?;
     Ok(c)
 }
@@ -135,6 +138,8 @@ mod tests {
         assert_eq!(c["group.id"], "g");
         assert_eq!(c["enable.auto.commit"], "false");
         assert_eq!(c["enable.auto.offset.store"], "false");
+        assert_eq!(c["isolation.level"], "read_committed");
+        assert_eq!(c["enable.partition.eof"], "true");
         assert_eq!(c["fetch.queue.backoff.ms"], "5", "user override kept");
         assert_eq!(c["fetch.max.bytes"], "1000");
         assert_eq!(c["queued.min.messages"], "1000000");

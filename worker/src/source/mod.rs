@@ -1,12 +1,14 @@
 //! I/O: the Kafka consumer-group source — subscription, assignment hand-off to the loop,
 //! explicit positioning from the sink's positions, data-loss detection, group commits.
 //!
-//! Positions: the sink is the source of truth. librdkafka assigns partitions in the
-//! rebalance callback, which hands the assignment to the loop; the loop
-//! reads the sink's next offsets and calls [`KafkaSource::position`], which places each
-//! partition (sink offset, else `startingOffsets`), checks it against the partition's low
-//! watermark (data loss), re-assigns the partitions at those offsets and resumes them. [`Positions::accept`] then drops anything
-//! before the expected offset and flags gaps for a low-watermark check.
+//! Positions: the sink is the source of truth. The rebalance callback hands each
+//! assignment to the loop without assigning; the loop reads the sink's next offsets and
+//! calls [`KafkaSource::position`], which places each partition (sink offset, else
+//! `startingOffsets`), checks it against the partition's low watermark (data loss) and
+//! assigns the partitions once, at those offsets. [`Positions::accept`] then drops anything
+//! before the expected offset and flags gaps for a low-watermark check. Records are read
+//! `read_committed`: aborted records and transaction markers never reach the loop, and the
+//! consumer's position ([`KafkaSource::consumed`]) moves past the markers.
 
 pub mod config;
 mod positions;
@@ -17,15 +19,16 @@ use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
 use spillway_api::{KafkaSource as KafkaSpec, OnDataLoss, StartingOffsets};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-pub use positions::{Accept, Positions};
+pub use positions::{Accept, Positions, end_reached};
 
 /// A topic partition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,23 +99,53 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
 impl ClientContext for SourceContext {}
 
 impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let _ = self.tx.send(Assignment::Revoked(partitions(tpl)));
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                // Records fetched before the loop positions the partitions are dropped
-                // (`Accept::NotPositioned`); `position` re-assigns at explicit offsets.
+    /// Eager protocol only (incremental rebalancing is refused by validation): every
+    /// assignment is the whole assignment. An assignment is not applied here: the loop reads
+    /// the sink's positions and assigns once, at those offsets ([`KafkaSource::position`]),
+    /// so nothing is fetched from the group's committed offsets first. librdkafka keeps the
+    /// member's heartbeats going while it waits for that assign call. A revocation
+    /// unassigns at once, so nothing more is fetched for partitions that move.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let _ = self.tx.send(Assignment::Assigned(partitions(tpl)));
             }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let _ = self.tx.send(Assignment::Revoked(partitions(tpl)));
+                unassign(consumer);
+            }
+            other => {
+                warn!(error = ?other, "rebalance error: partitions unassigned");
+                let _ = self.tx.send(Assignment::Revoked(partitions(tpl)));
+                unassign(consumer);
+            }
         }
     }
+}
+
+fn unassign(consumer: &BaseConsumer<SourceContext>) {
+    if let Err(e) = consumer.unassign() {
+        warn!(error = %e, "unassign after a revocation failed");
+    }
+}
+
+/// What the consumer delivered.
+#[derive(Debug)]
+pub enum Received<'a> {
+    /// A record.
+    Record(BorrowedMessage<'a>),
+    /// The fetcher reached the end of a partition: its high watermark, or under
+    /// `read_committed` its last stable offset (with `enable.partition.eof` only). Markers of
+    /// transactions before that end have moved the consumer's position past them.
+    EndOfPartition {
+        /// The partition (librdkafka does not say which topic).
+        partition: i32,
+    },
 }
 
 /// Outcome of positioning partitions.
@@ -220,9 +253,43 @@ impl KafkaSource {
         Ok((source, rx))
     }
 
-    /// The next message (cancel-safe).
-    pub async fn recv(&self) -> Result<BorrowedMessage<'_>, SourceError> {
-        Ok(self.consumer.recv().await?)
+    /// The next record or end-of-partition event (cancel-safe).
+    pub async fn recv(&self) -> Result<Received<'_>, SourceError> {
+        match self.consumer.recv().await {
+            Ok(m) => Ok(Received::Record(m)),
+            Err(KafkaError::PartitionEOF(partition)) => Ok(Received::EndOfPartition { partition }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The next record, skipping end-of-partition events (cancel-safe).
+    pub async fn recv_record(&self) -> Result<BorrowedMessage<'_>, SourceError> {
+        loop {
+            if let Received::Record(m) = self.recv().await? {
+                return Ok(m);
+            }
+        }
+    }
+
+    /// The consumer's position in each assigned partition: the offset after the last record
+    /// or transaction marker it consumed (librdkafka moves it past commit and abort markers,
+    /// which never reach the loop). Partitions without a position yet are left out.
+    pub fn consumed(&self) -> Result<BTreeMap<TopicPartition, i64>, SourceError> {
+        let tpl = self.consumer.position()?;
+        Ok(tpl
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((
+                    TopicPartition {
+                        topic: e.topic().to_string(),
+                        partition: e.partition(),
+                    },
+                    o,
+                )),
+                _ => None,
+            })
+            .collect())
     }
 
     /// A description of the source in Spark's style: `KafkaV2[Subscribe[a,b]]`.
@@ -287,8 +354,8 @@ impl KafkaSource {
             debug!(%tp, target, low, high, "positioned partition");
             report.next.insert(tp.clone(), target);
         }
-        // Re-assign with explicit offsets (eager protocol: `assigned` is the whole
-        // assignment). A seek on a partition that has not started fetching is not reliable.
+        // The one assign of this assignment, at explicit offsets (eager protocol: `assigned`
+        // is the whole assignment; the rebalance callback does not assign).
         let mut tpl = TopicPartitionList::new();
         for (tp, o) in &report.next {
             tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*o))?;

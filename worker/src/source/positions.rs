@@ -1,5 +1,6 @@
-//! Pure: the expected next offset of every positioned partition, and what to do with a
-//! record given it (keep, drop as already committed, or check a gap for data loss).
+//! Pure: the expected next offset of every positioned partition, what to do with a record
+//! given it (keep, drop as already committed, or check a gap for data loss), and whether an
+//! `availableNow` run reached its end offsets.
 
 use std::collections::BTreeMap;
 
@@ -84,6 +85,21 @@ impl Positions {
     }
 }
 
+/// Whether every partition of `end` reached its end offset: by the loop's next offset, or
+/// by the consumer's position, which moves past transaction markers (a topic written by a
+/// transactional producer ends with a marker no record is read at). A partition the loop
+/// no longer tracks (revoked) is someone else's to finish.
+pub fn end_reached(
+    end: &BTreeMap<TopicPartition, i64>,
+    next: &BTreeMap<TopicPartition, i64>,
+    consumed: &BTreeMap<TopicPartition, i64>,
+) -> bool {
+    end.iter().all(|(tp, e)| match next.get(tp) {
+        None => true,
+        Some(n) => (*n).max(consumed.get(tp).copied().unwrap_or(i64::MIN)) >= *e,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +123,51 @@ mod tests {
         assert_eq!(p.next_offsets()[&tp], 17);
         p.stop(std::slice::from_ref(&tp));
         assert_eq!(p.accept("t", 0, 17), Accept::NotPositioned);
+    }
+
+    #[test]
+    fn end_reached_by_records_or_by_the_position_past_markers() {
+        let tp = |p| TopicPartition {
+            topic: "t".into(),
+            partition: p,
+        };
+        let end: BTreeMap<_, _> = [(tp(0), 10), (tp(1), 5)].into();
+        let none = BTreeMap::new();
+        type Case = (&'static str, Vec<(i32, i64)>, Vec<(i32, i64)>, bool);
+        let cases: Vec<Case> = vec![
+            (
+                "records read to the end",
+                vec![(0, 10), (1, 5)],
+                vec![],
+                true,
+            ),
+            ("one partition short", vec![(0, 9), (1, 5)], vec![], false),
+            // The last record is at 8 and a commit marker at 9: the position says 10.
+            (
+                "marker at the end",
+                vec![(0, 9), (1, 5)],
+                vec![(0, 10)],
+                true,
+            ),
+            (
+                "position not there yet",
+                vec![(0, 9), (1, 5)],
+                vec![(0, 9)],
+                false,
+            ),
+            ("a revoked partition", vec![(0, 10)], vec![], true),
+            (
+                "an empty partition",
+                vec![(0, 10), (1, 5)],
+                vec![(1, 0)],
+                true,
+            ),
+        ];
+        for (case, next, consumed, want) in cases {
+            let next = next.into_iter().map(|(p, o)| (tp(p), o)).collect();
+            let consumed: BTreeMap<_, _> = consumed.into_iter().map(|(p, o)| (tp(p), o)).collect();
+            assert_eq!(end_reached(&end, &next, &consumed), want, "{case}");
+        }
+        assert!(end_reached(&BTreeMap::new(), &none, &none));
     }
 }

@@ -185,6 +185,37 @@ pub const CEL_RULES: &[Case] = &[
         path: "spec.eventTime.allowedLateness",
     },
     Case {
+        name: "isolation level in properties",
+        mutate: |v| {
+            v["spec"]["source"]["kafka"]["properties"] =
+                json!({"isolation.level": "read_uncommitted"})
+        },
+        path: "spec.source.kafka.properties",
+    },
+    Case {
+        name: "cooperative-sticky assignment",
+        mutate: |v| {
+            v["spec"]["source"]["kafka"]["properties"] =
+                json!({"partition.assignment.strategy": "cooperative-sticky"})
+        },
+        path: "spec.source.kafka.properties",
+    },
+    Case {
+        name: "cooperative-sticky among strategies",
+        mutate: |v| {
+            v["spec"]["source"]["kafka"]["properties"] =
+                json!({"partition.assignment.strategy": "range,cooperative-sticky"})
+        },
+        path: "spec.source.kafka.properties",
+    },
+    Case {
+        name: "the consumer group protocol",
+        mutate: |v| {
+            v["spec"]["source"]["kafka"]["properties"] = json!({"group.protocol": "consumer"})
+        },
+        path: "spec.source.kafka.properties",
+    },
+    Case {
         name: "password in properties",
         mutate: |v| {
             v["spec"]["source"]["kafka"]["properties"] = json!({"sasl.password": "hunter2"})
