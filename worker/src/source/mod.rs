@@ -23,7 +23,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer}
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use spillway_api::{KafkaSource as KafkaSpec, OnDataLoss, StartingOffsets};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -96,7 +96,18 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
         .collect()
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// librdkafka's global errors, as rdkafka logs them, but for the end of a partition:
+    /// with `enable.partition.eof` that is how the loop learns a partition is drained
+    /// (`Received::EndOfPartition`), not an error.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::debug!(%reason, "partition end reached");
+        } else {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
 
 impl ConsumerContext for SourceContext {
     /// Eager protocol only (incremental rebalancing is refused by validation): every
