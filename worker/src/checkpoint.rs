@@ -183,6 +183,23 @@ impl Checkpoint {
             .ok_or_else(|| self.corrupt(&name, "no offset"))
     }
 
+    /// The start recorded for partition `partition` of `topic` by [`Self::start_offset`].
+    pub async fn recorded_start(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, CheckpointError> {
+        let name = format!("sources/{topic}/{partition}.json");
+        let Some(stored) = self.read(&name).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice::<serde_json::Value>(&stored)
+            .ok()
+            .and_then(|v| v.get("offset")?.as_i64())
+            .map(Some)
+            .ok_or_else(|| self.corrupt(&name, "no offset"))
+    }
+
     /// The reader schema a pipeline without `readerSchema` adopted (the first writer schema
     /// it met, or its evolution): the table's schema, kept across restarts.
     pub async fn reader_schema(&self) -> Result<Option<String>, CheckpointError> {

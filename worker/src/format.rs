@@ -171,6 +171,8 @@ pub struct ValueDecoder<M> {
     /// The reader is the first writer seen (no `readerSchema` in the spec): it is the
     /// table's schema, so a writer with more fields needs evolution.
     implicit_reader: bool,
+    /// The adopted reader changed since [`Self::take_changed_adopted_reader`] last said so.
+    adopted_changed: bool,
     /// Rows decoded under an earlier reader schema in this batch (before an evolution).
     done: Vec<Part<M>>,
     /// The arrival number of the next row.
@@ -241,6 +243,7 @@ impl<M> ValueDecoder<M> {
             groups: HashMap::new(),
             evolve: false,
             implicit_reader: false,
+            adopted_changed: false,
             done: Vec::new(),
             next_seq: 0,
         })
@@ -267,12 +270,13 @@ impl<M> ValueDecoder<M> {
         self
     }
 
-    /// The reader schema adopted without a `readerSchema` in the spec (to be kept in the
-    /// checkpoint), `None` when the spec names the reader.
-    pub fn adopted_reader(&self) -> Option<&str> {
-        self.implicit_reader
-            .then_some(())
-            .and(self.reader.as_deref())
+    /// The reader schema adopted without a `readerSchema` in the spec, once after each
+    /// change (first adoption, evolution): to be kept in the checkpoint.
+    pub fn take_changed_adopted_reader(&mut self) -> Option<String> {
+        if !std::mem::take(&mut self.adopted_changed) || !self.implicit_reader {
+            return None;
+        }
+        self.reader.clone()
     }
 
     /// Finishes the rows decoded so far under the current reader, before it changes.
@@ -323,6 +327,7 @@ impl<M> ValueDecoder<M> {
                 // No reader schema given: the first writer schema seen becomes the table's.
                 self.reader = Some(writer.to_string());
                 self.implicit_reader = true;
+                self.adopted_changed = true;
             }
             Some(reader) => {
                 let added = added_fields(&writer, reader);
@@ -333,6 +338,7 @@ impl<M> ValueDecoder<M> {
                                 self.flush_groups()?;
                                 self.plans.clear();
                                 self.reader = Some(extended);
+                                self.adopted_changed = true;
                                 tracing::info!(schema_id = id, columns = ?added, "schema evolution: new columns");
                             }
                             Err(message) => {

@@ -209,3 +209,32 @@ async fn without_evolution_a_writer_with_new_fields_is_a_bad_record() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_that_meets_a_newer_writer_first_keeps_the_tables_schema() {
+    let (registry, topic, (id1, id2), dir) = setup("reader-kept").await;
+    let text = manifest(&topic, &registry.url, &dir, "none");
+    send(
+        &topic,
+        &(0..3)
+            .map(|i| confluent(id1, V1, i, None))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(common::run_available_now(&text).await.unwrap().rows, 3);
+    // The next process meets only v2 records: the reader is still the table's (v1, kept in
+    // the checkpoint), so they are bad records by the policy — not a batch with a column
+    // the table lacks, whose append would fail at every restart.
+    send(
+        &topic,
+        &(3..6)
+            .map(|i| confluent(id2, V2, i, Some("kPa")))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let run = common::run_available_now(&text).await.unwrap();
+    assert_eq!((run.rows, run.skipped), (0, 3));
+    let (_, now, rows) = table(&dir);
+    assert_eq!(now, ["sensor", "value", "_offset"]);
+    assert_eq!(rows, [(0, None), (1, None), (2, None)]);
+}

@@ -329,10 +329,12 @@ async fn run_loop(
         .delta
         .as_ref()
         .is_some_and(|d| d.schema_evolution == spillway_api::SchemaEvolution::AddColumns);
+    // Without `readerSchema`, the reader an earlier run adopted (the table's schema).
     let mut decoder: ValueDecoder<RowMeta> =
         ValueDecoder::new(&spec.format.avro, &loaded.base_dir, registry)
             .await?
-            .with_schema_evolution(add_columns);
+            .with_schema_evolution(add_columns)
+            .with_adopted_reader(checkpoint.reader_schema().await?);
     let mut cfg = config::consumer_config(
         kafka,
         &group,
@@ -397,7 +399,7 @@ async fn run_loop(
                 Assignment::Assigned(tps) => {
                     sink.claim(&tps).await?;
                     let sink_next = sink.positions(&tps).await?;
-                    let report = source.position(&tps, &sink_next).await?;
+                    let report = position(&source, &checkpoint, &tps, &sink_next).await?;
                     if report.lost > 0 {
                         summary.lost_offsets += report.lost;
                         pending.lost += report.lost;
@@ -566,7 +568,7 @@ async fn run_loop(
                     }
                     let tps: Vec<TopicPartition> = committed.keys().cloned().collect();
                     let sink_next = sink.positions(&tps).await?;
-                    let report = source.position(&tps, &sink_next).await?;
+                    let report = position(&source, &checkpoint, &tps, &sink_next).await?;
                     positions = Positions::default();
                     positions.start(&report.next);
                     committed = tps
@@ -610,6 +612,46 @@ fn handle_bad(
     }
 }
 
+/// Positions `tps` at the sink's next offsets; a partition the sink has no position for
+/// yet starts where the checkpoint recorded (the first start resolved from
+/// `startingOffsets`, kept put-if-absent), so a crash or a rebalance before the first commit
+/// never re-resolves `latest` or a timestamp and skips what arrived meanwhile.
+async fn position(
+    source: &KafkaSource,
+    checkpoint: &Checkpoint,
+    tps: &[TopicPartition],
+    sink_next: &BTreeMap<TopicPartition, i64>,
+) -> Result<crate::source::PositionReport, EngineError> {
+    let mut at = sink_next.clone();
+    let mut fresh = Vec::new();
+    for tp in tps.iter().filter(|tp| !sink_next.contains_key(*tp)) {
+        match checkpoint.recorded_start(&tp.topic, tp.partition).await? {
+            Some(o) => {
+                at.insert(tp.clone(), o);
+            }
+            None => fresh.push(tp.clone()),
+        }
+    }
+    let report = source.position(tps, &at).await?;
+    let mut moved = false;
+    for tp in &fresh {
+        if let Some(&resolved) = report.next.get(tp) {
+            let kept = checkpoint
+                .start_offset(&tp.topic, tp.partition, resolved)
+                .await?;
+            if kept != resolved {
+                // Another worker recorded its start first: start there too.
+                at.insert(tp.clone(), kept);
+                moved = true;
+            }
+        }
+    }
+    if moved {
+        return Ok(source.position(tps, &at).await?);
+    }
+    Ok(report)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn commit(
     sink: &mut Sink,
@@ -627,6 +669,11 @@ async fn commit(
     sql: Option<&transform::SqlTransform>,
 ) -> Result<(StreamingQueryProgress, BTreeMap<TopicPartition, i64>), EngineError> {
     let trigger_started = pending.opened.unwrap_or_else(Instant::now);
+    // The reader adopted without `readerSchema` is kept before the batch decoded with it
+    // commits: after a restart it stays the reader, whatever writer comes first.
+    if let Some(reader) = decoder.take_changed_adopted_reader() {
+        checkpoint.write_reader_schema(&reader).await?;
+    }
     let batch = match decoder.finish()? {
         Some((batch, meta)) => Some(metadata::with_metadata(batch, &meta, topics, cols)?),
         None => None,
