@@ -379,7 +379,7 @@ async fn run_loop(
 
     let mut positions = Positions::default();
     let mut committed: BTreeMap<TopicPartition, Option<i64>> = BTreeMap::new();
-    let mut end: Option<BTreeMap<TopicPartition, i64>> = None;
+    let mut end: Option<TopicEnds> = None;
     let mut topics: Vec<String> = Vec::new();
     let mut pending = Pending::default();
     let mut summary = RunSummary::default();
@@ -409,11 +409,7 @@ async fn run_loop(
                     positions.start(&report.next);
                     committed = tps.iter().map(|tp| (tp.clone(), sink_next.get(tp).copied())).collect();
                     if available_now && end.is_none() {
-                        let mut e = BTreeMap::new();
-                        for tp in &tps {
-                            e.insert(tp.clone(), source.watermarks(tp).await?.1);
-                        }
-                        end = Some(e);
+                        end = Some(topic_ends(&source, kafka.topics.as_deref(), &tps).await?);
                     }
                     info!(partitions = tps.len(), "partitions assigned and positioned");
                 }
@@ -498,7 +494,7 @@ async fn run_loop(
             },
         }
         let done = match (&end, available_now) {
-            (Some(e), true) => reached_end(&source, e, &positions, at_end || close)?,
+            (Some(e), true) => reached_end(&source, &e.ends, &positions, at_end || close)?,
             _ => false,
         };
         if (close || done) && !pending.next.is_empty() {
@@ -582,8 +578,28 @@ async fn run_loop(
             pending = Pending::default();
             progress.status("Waiting for data to arrive", false, false);
         }
-        if done || stop {
+        if stop {
             break;
+        }
+        if done {
+            // This worker's partitions are drained; the run is done only when every
+            // partition of the topics is, whoever holds it.
+            // The partitions this worker holds now, drained (`done`).
+            let owned: Vec<TopicPartition> = positions.next_offsets().keys().cloned().collect();
+            if let Some(e) = &end
+                && all_drained(&mut sink, &checkpoint, e, &owned).await?
+            {
+                break;
+            }
+            progress.status(
+                "Waiting for the other workers to drain their partitions",
+                false,
+                false,
+            );
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
         }
     }
     info!(pipeline = %name, batches = summary.batches, rows = summary.rows, "pipeline stopped");
@@ -610,6 +626,64 @@ fn handle_bad(
             Ok(())
         }
     }
+}
+
+/// `availableNow`: the end offset of every partition of the topics, seen at the first
+/// assignment, and which partitions held nothing then.
+#[derive(Debug, Default)]
+struct TopicEnds {
+    ends: BTreeMap<TopicPartition, i64>,
+    empty: std::collections::BTreeSet<TopicPartition>,
+}
+
+/// The ends of every partition of `topics` (explicit topics; with a pattern, the topics of
+/// the first assignment), not only of the partitions this worker holds.
+async fn topic_ends(
+    source: &KafkaSource,
+    topics: Option<&[String]>,
+    assigned: &[TopicPartition],
+) -> Result<TopicEnds, EngineError> {
+    let names: Vec<String> = match topics {
+        Some(t) => t.to_vec(),
+        None => assigned
+            .iter()
+            .map(|tp| tp.topic.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    };
+    let mut out = TopicEnds::default();
+    for tp in source.partitions(&names).await? {
+        let (low, high) = source.watermarks(&tp).await?;
+        if high <= low {
+            out.empty.insert(tp.clone());
+        }
+        out.ends.insert(tp, high);
+    }
+    Ok(out)
+}
+
+/// Whether every partition reached its end in the sink (a commit, by this worker or any
+/// other), or had nothing to read: empty at the start, started at or past its end, or held
+/// by this worker, which drained it (past transaction markers it never commits).
+async fn all_drained(
+    sink: &mut Sink,
+    checkpoint: &Checkpoint,
+    ends: &TopicEnds,
+    owned: &[TopicPartition],
+) -> Result<bool, EngineError> {
+    let all: Vec<TopicPartition> = ends.ends.keys().cloned().collect();
+    let at = sink.positions(&all).await?;
+    for (tp, end) in &ends.ends {
+        if at.get(tp).is_some_and(|n| n >= end) || ends.empty.contains(tp) || owned.contains(tp) {
+            continue;
+        }
+        match checkpoint.recorded_start(&tp.topic, tp.partition).await? {
+            Some(start) if start >= *end => continue,
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
 }
 
 /// Positions `tps` at the sink's next offsets; a partition the sink has no position for

@@ -312,6 +312,30 @@ impl KafkaSource {
         }
     }
 
+    /// Every partition of `topics`, from the cluster's metadata.
+    pub async fn partitions(&self, topics: &[String]) -> Result<Vec<TopicPartition>, SourceError> {
+        let consumer = self.consumer.clone();
+        let topics = topics.to_vec();
+        let timeout = self.timeout;
+        let found = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for t in &topics {
+                let md = consumer.fetch_metadata(Some(t), timeout)?;
+                for topic in md.topics() {
+                    for p in topic.partitions() {
+                        out.push(TopicPartition {
+                            topic: topic.name().to_string(),
+                            partition: p.id(),
+                        });
+                    }
+                }
+            }
+            Ok::<_, KafkaError>(out)
+        })
+        .await??;
+        Ok(found)
+    }
+
     /// Low and high watermarks of a partition.
     pub async fn watermarks(&self, tp: &TopicPartition) -> Result<(i64, i64), SourceError> {
         let c = self.consumer.clone();
