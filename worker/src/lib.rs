@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //! - [`cli`]: the `spillway` command line (arguments and one function per command).
-//! - [`decode`]: Avro → Arrow: schema resolution plan, the columnar decoder (one checked
-//!   pass per record, rolled back on error), the Confluent wire split, the decode benchmark.
+//! - [`decode`]: the `spillway-decode` crate (`worker/decode`, no I/O, fuzzed on its own):
+//!   Avro → Arrow schema resolution plan, the columnar decoder (one checked pass per
+//!   record, rolled back on error), the Confluent wire split, the decode benchmark.
 //! - [`secrets`]: I/O: resolves secret references from the environment; never prints them.
 //! - [`source`]: I/O: the Kafka consumer-group source (config, positions, data loss).
 //! - [`registry`]: I/O: the Confluent Schema Registry client (cache, auth, retries).
@@ -29,7 +30,7 @@ pub mod bench_table;
 pub mod checkpoint;
 pub mod cli;
 pub mod compat;
-pub mod decode;
+pub use spillway_decode as decode;
 pub mod engine;
 pub mod format;
 pub mod generate;

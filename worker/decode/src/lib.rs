@@ -54,7 +54,7 @@ pub mod wire;
 pub use avro::{AvroSchema, AvroSchemaError};
 pub use decoder::AvroDecoder;
 /// Appends a zig-zag varint `long` (Avro's integer encoding).
-pub(crate) use defaults::write_long;
+pub use defaults::write_long;
 pub use error::DecodeError;
 pub use schema::{DecodePlan, SchemaError};
 pub use wire::{WireError, split_confluent};

@@ -22,7 +22,7 @@ pub(crate) fn encode_default(
 }
 
 /// Appends `n` as a zig-zag varint.
-pub(crate) fn write_long(out: &mut Vec<u8>, n: i64) {
+pub fn write_long(out: &mut Vec<u8>, n: i64) {
     let mut z = ((n << 1) ^ (n >> 63)) as u64;
     while z >= 0x80 {
         out.push((z as u8) | 0x80);
