@@ -1,5 +1,5 @@
 //! A Confluent Schema Registry fixture: the REST subset Spillway uses, in-process on a
-//! loopback port, with fault injection (answer 503 to the next N requests).
+//! loopback port, with fault injection (answer 503 to the next N requests, or for a while).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,8 @@ struct Inner {
     schemas: Vec<String>,
     subjects: HashMap<String, Vec<u32>>,
     fail_next: u32,
+    /// Every request before this moment is answered 503.
+    down_until: Option<std::time::Instant>,
     requests: u64,
     failed: u64,
     /// `Authorization` header value every request must carry, when set.
@@ -64,8 +66,9 @@ fn unavailable(s: &mut Inner, headers: &HeaderMap) -> Option<Response> {
             );
         }
     }
-    if s.fail_next > 0 {
-        s.fail_next -= 1;
+    let down = s.down_until.is_some_and(|t| std::time::Instant::now() < t);
+    if s.fail_next > 0 || down {
+        s.fail_next = s.fail_next.saturating_sub(1);
         s.failed += 1;
         return Some(
             (
@@ -210,6 +213,13 @@ impl RegistryFixture {
     pub fn fail_next(&self, n: u32) {
         if let Ok(mut s) = self.state.lock() {
             s.fail_next = n;
+        }
+    }
+
+    /// Answers 503 to every request for the next `d` (an outage of that length).
+    pub fn down_for(&self, d: std::time::Duration) {
+        if let Ok(mut s) = self.state.lock() {
+            s.down_until = Some(std::time::Instant::now() + d);
         }
     }
 

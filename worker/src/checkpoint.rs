@@ -65,10 +65,7 @@ impl Checkpoint {
     }
 
     fn path(&self, name: &str) -> Path {
-        Path::from(
-            format!("{}/{name}", self.prefix.as_ref().trim_end_matches('/'))
-                .trim_start_matches('/'),
-        )
+        crate::storage::join(&self.prefix, name)
     }
 
     fn err(&self, source: object_store::Error) -> CheckpointError {

@@ -114,6 +114,21 @@ pub fn object_store(
     }
 }
 
+/// Pure: the object `rel` (slash-separated) under `root`, its segments used as they are.
+/// `object_store`'s `Path::from` would percent-encode every `%` and non-ASCII byte of them
+/// once more: a Hive partition directory `user=a%2Fb` would be stored as `user=a%252Fb` and
+/// read back as `a%2Fb`. Segments here never hold `/` or control characters (partition
+/// values are escaped before), so parsing cannot fail; if it did, `Path::from` is the answer.
+pub fn join(root: &object_store::path::Path, rel: &str) -> object_store::path::Path {
+    let root = root.as_ref().trim_end_matches('/');
+    let raw = if root.is_empty() {
+        rel.trim_start_matches('/').to_string()
+    } else {
+        format!("{root}/{}", rel.trim_start_matches('/'))
+    };
+    object_store::path::Path::parse(&raw).unwrap_or_else(|_| object_store::path::Path::from(raw))
+}
+
 /// A URL for a spec URI: `s3://…` and `file://…` as they are, a local path (relative to
 /// `base`) as an absolute `file://` URL to a directory.
 pub fn url(uri: &str, base: &std::path::Path) -> Result<Url, StorageError> {
@@ -144,6 +159,20 @@ pub fn url(uri: &str, base: &std::path::Path) -> Result<Url, StorageError> {
 mod tests {
     use super::*;
     use crate::secrets::MapSecrets;
+
+    #[test]
+    fn join_keeps_escaped_segments_as_they_are() {
+        use object_store::path::Path;
+        let root = Path::from("lake/t");
+        let p = join(&root, "user=a%2Fb%25/é/part-1.parquet");
+        assert_eq!(p.as_ref(), "lake/t/user=a%2Fb%25/é/part-1.parquet");
+        assert_eq!(join(&Path::ROOT, "x/y.json").as_ref(), "x/y.json");
+        // What it replaces: `Path::from` escapes `%` and non-ASCII bytes once more.
+        assert_eq!(
+            Path::from("lake/t/user=a%2Fb").as_ref(),
+            "lake/t/user=a%252Fb"
+        );
+    }
 
     #[test]
     fn options_from_spec() {

@@ -7,48 +7,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, Int64Type};
 mod common;
 
+use common::faults::{
+    Kind, assert_exactly_once, committed_batches, count_in, delta_counts, kill_repeatedly,
+    manifest_text, spawn_run, wait_for, wait_for_progress,
+};
 use spillway_e2e as support;
-use spillway_worker::sink::parquet::ParquetSink;
 use spillway_worker::source::TopicPartition;
 
 const PARTITIONS: i32 = 4;
-
-/// A small, seeded generator for the kill moments (the seed is printed for reruns).
-struct Lcg(u64);
-
-impl Lcg {
-    fn from_env() -> Self {
-        let seed = std::env::var("SPILLWAY_CRASH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        eprintln!("kill moments from SPILLWAY_CRASH_SEED={seed}");
-        Self(seed)
-    }
-    /// Uniform in `[lo, hi)` milliseconds.
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        Duration::from_millis(lo + (self.0 >> 33) % (hi - lo))
-    }
-}
 
 /// `count` HsuTestEvents over 4 partitions.
 fn produce(topic: &str, count: u64, seed: u64) {
@@ -62,247 +34,9 @@ fn produce(topic: &str, count: u64, seed: u64) {
     );
 }
 
-/// The pipeline; `sink` is the YAML of `spec.sink`, `trigger` of `spec.trigger`.
-fn manifest_text(
-    name: &str,
-    topic: &str,
-    sink: &str,
-    checkpoint: &str,
-    trigger: &str,
-    storage: &str,
-) -> String {
-    format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {name}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-      maxRecordsPerBatch: 4000
-      properties: {{session.timeout.ms: "6000", max.poll.interval.ms: "10000", heartbeat.interval.ms: "1000"}}
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  transform:
-    metadataColumns: [partition, offset]
-  sink: {sink}
-  checkpoint:
-    uri: "{checkpoint}"
-  trigger: {trigger}
-{storage}"#,
-        bootstrap = support::kafka_bootstrap(),
-        schema = spillway_worker::generate::HSUTEST_SCHEMA,
-    )
-}
-
-fn spawn_run(manifest: &Path, log: &Path) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_spillway"))
-        .args(["run", "--http", "127.0.0.1:0", "-f"])
-        .arg(manifest)
-        .envs(common::S3_SECRETS)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
 /// The rest, in-process with `availableNow`: what the killed runs left is finished.
 async fn finish(text: &str) -> spillway_worker::engine::RunSummary {
     common::run_available_now(text).await.unwrap()
-}
-
-fn s3_python_opts() -> serde_json::Value {
-    serde_json::json!({
-        "AWS_ENDPOINT_URL": support::s3_endpoint(),
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_ALLOW_HTTP": "true",
-        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
-    })
-}
-
-/// (rows, distinct (partition, offset)) as the Python packages see the table: `deltalake`
-/// for Delta, a plain `pyarrow.dataset` scan of the directory (Hive partitioning) for
-/// Parquet.
-fn python_counts(kind: &str, uri: &str) -> (u64, u64) {
-    let script = r#"
-import json, os, sys
-kind, uri, opts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-if kind == "delta":
-    import deltalake
-    t = deltalake.DeltaTable(uri, storage_options=opts if uri.startswith("s3://") else None).to_pyarrow_table(columns=["_partition", "_offset"])
-else:
-    import pyarrow.dataset as ds, pyarrow.fs as pafs
-    fs, path = None, uri
-    if uri.startswith("s3://"):
-        endpoint = opts["AWS_ENDPOINT_URL"].split("://", 1)[1]
-        fs = pafs.S3FileSystem(access_key="test", secret_key="test", region="us-east-1", endpoint_override=endpoint, scheme="http")
-        path = uri[len("s3://"):]
-    t = ds.dataset(path, format="parquet", partitioning="hive", filesystem=fs).to_table(columns=["_partition", "_offset"])
-pairs = set(zip(t.column("_partition").to_pylist(), t.column("_offset").to_pylist()))
-print(json.dumps([t.num_rows, len(pairs)]), flush=True)
-os._exit(0)
-"#;
-    let out = Command::new(support::python())
-        .args(["-c", script, kind, uri, &s3_python_opts().to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python reader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn s3_options() -> std::collections::HashMap<String, String> {
-    [
-        ("aws_endpoint", support::s3_endpoint()),
-        ("aws_region", "us-east-1".into()),
-        ("aws_access_key_id", "test".into()),
-        ("aws_secret_access_key", "test".into()),
-        ("aws_allow_http", "true".into()),
-        ("aws_virtual_hosted_style_request", "false".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
-/// Our reading of a Delta table: (rows, distinct (partition, offset)) through DataFusion.
-async fn delta_counts(uri: &str) -> (u64, u64) {
-    use deltalake::datafusion::prelude::SessionContext;
-    deltalake::aws::register_handlers(None);
-    let url = storage_url(uri);
-    let table = deltalake::DeltaTable::try_from_url_with_storage_options(url, s3_options())
-        .await
-        .unwrap();
-    let ctx = SessionContext::new();
-    table.update_datafusion_session(&ctx.state()).unwrap();
-    ctx.register_table("t", table.table_provider().await.unwrap())
-        .unwrap();
-    let batches = ctx
-        .sql("SELECT count(*) AS n, count(DISTINCT CAST(_partition AS BIGINT) * 10000000000 + _offset) AS d FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let n = batches[0].column(0).as_primitive::<Int64Type>().value(0) as u64;
-    let d = batches[0].column(1).as_primitive::<Int64Type>().value(0) as u64;
-    (n, d)
-}
-
-/// Our reading of a Parquet dataset: the files of every commit marker, decoded.
-async fn parquet_pairs(uri: &str, checkpoint: &str) -> (u64, BTreeSet<(i32, i64)>) {
-    use object_store::ObjectStoreExt;
-    let url = storage_url(uri);
-    let sink = ParquetSink::open(
-        &url,
-        &storage_url(checkpoint),
-        &s3_options(),
-        vec![],
-        spillway_api::ParquetCompression::Zstd,
-        "reader",
-    )
-    .await
-    .unwrap();
-    let (store, root) = object_store::parse_url_opts(&url, s3_options().iter()).unwrap();
-    let mut rows = 0u64;
-    let mut pairs = BTreeSet::new();
-    for f in sink.committed_files().await.unwrap() {
-        let path = object_store::path::Path::from(format!(
-            "{}/{}",
-            root.as_ref().trim_end_matches('/'),
-            f.path
-        ));
-        let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
-        let reader =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 8192).unwrap();
-        for b in reader {
-            let b = b.unwrap();
-            let p = b
-                .column_by_name("_partition")
-                .unwrap()
-                .as_primitive::<Int32Type>()
-                .clone();
-            let o = b
-                .column_by_name("_offset")
-                .unwrap()
-                .as_primitive::<Int64Type>()
-                .clone();
-            rows += b.num_rows() as u64;
-            for i in 0..p.len() {
-                pairs.insert((p.value(i), o.value(i)));
-            }
-        }
-    }
-    (rows, pairs)
-}
-
-fn storage_url(uri: &str) -> url::Url {
-    spillway_worker::storage::url(uri, Path::new("/")).unwrap()
-}
-
-/// Every one of the `n` offsets exactly once in the sink, by our reading and by Python's.
-async fn assert_exactly_once(kind: &Kind, data: &str, checkpoint: &str, n: u64) {
-    match kind {
-        Kind::Delta => {
-            assert_eq!(delta_counts(data).await, (n, n));
-            assert_eq!(python_counts("delta", data), (n, n));
-        }
-        Kind::Parquet => {
-            let (rows, pairs) = parquet_pairs(data, checkpoint).await;
-            assert_eq!((rows, pairs.len() as u64), (n, n));
-            // A plain directory scan sees exactly the committed files: nothing partial or
-            // orphaned is left behind.
-            assert_eq!(python_counts("parquet", data), (n, n));
-        }
-    }
-}
-
-/// Runs `spillway run` and SIGKILLs it at `kills` random moments, restarting each time.
-fn kill_repeatedly(manifest: &Path, dir: &Path, kills: usize) {
-    let mut rng = Lcg::from_env();
-    for k in 0..kills {
-        let log = dir.join(format!("run-{k}.log"));
-        let mut child = spawn_run(manifest, &log);
-        // A random moment once the worker owns partitions: while it reads, decodes,
-        // writes files or commits.
-        wait_for(&log, "partitions assigned", 1, Duration::from_secs(60));
-        std::thread::sleep(rng.millis(1_000, 8_000));
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "the worker exited by itself ({status}):\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        child.kill().unwrap(); // SIGKILL
-        let _ = child.wait();
-    }
-}
-
-fn committed_batches(dir: &Path, kills: usize) -> usize {
-    (0..kills)
-        .map(|k| {
-            std::fs::read_to_string(dir.join(format!("run-{k}.log")))
-                .unwrap_or_default()
-                .matches("batch committed")
-                .count()
-        })
-        .sum()
-}
-
-/// The sink of a kill test, on moto S3 under `prefix`.
-enum Kind {
-    Delta,
-    Parquet,
 }
 
 /// 200,000 records over 4 partitions; `spillway run` SIGKILLed at 6 random moments and
@@ -362,33 +96,6 @@ async fn sigkill_at_random_moments_delta_on_s3_every_offset_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_parquet_on_s3_every_offset_exactly_once() {
     sigkill_case(Kind::Parquet, 22).await;
-}
-
-fn wait_for_progress(log: &Path, batches: usize, timeout: Duration) {
-    wait_for(log, "batch committed", batches, timeout);
-}
-
-/// Waits until `log` has `count` lines saying `what`.
-fn wait_for(log: &Path, what: &str, count: usize, timeout: Duration) {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.matches(what).count() >= count {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "no {count} × {what:?} within {timeout:?}:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
-fn count_in(log: &Path, what: &str) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .matches(what)
-        .count()
 }
 
 /// Two workers in one group, on one table; one is SIGKILLed mid-way: it leaves nothing

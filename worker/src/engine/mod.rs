@@ -5,6 +5,7 @@
 
 pub mod dead_letter;
 pub mod metadata;
+pub mod partition_guard;
 pub mod transform;
 
 use std::collections::BTreeMap;
@@ -125,6 +126,8 @@ pub struct RunSummary {
     pub lost_offsets: i64,
     /// Rows older than the event-time watermark, dropped.
     pub dropped_by_watermark: i64,
+    /// Assignments received: one per rebalance that gave this worker its partitions.
+    pub assignments: i64,
 }
 
 /// The open micro-batch.
@@ -397,6 +400,7 @@ async fn run_loop(
             _ = shutdown.cancelled() => { close = true; stop = true; }
             Some(a) = assignments.recv() => match a {
                 Assignment::Assigned(tps) => {
+                    summary.assignments += 1;
                     sink.claim(&tps).await?;
                     let sink_next = sink.positions(&tps).await?;
                     let report = position(&source, &checkpoint, &tps, &sink_next).await?;
@@ -470,7 +474,15 @@ async fn run_loop(
                         } else { None },
                     };
                     let started = Instant::now();
-                    let outcome = decoder.push(msg.payload(), meta).await?;
+                    let waited = decode_waiting(
+                        &mut decoder, msg.payload(), meta, &source, positions.next_offsets(), &shutdown,
+                    ).await?;
+                    let Some(outcome) = waited else {
+                        // Stopped while the registry was out: the open batch, this record
+                        // included, is abandoned (nothing past the sink's positions is lost).
+                        let _ = decoder.finish()?;
+                        break;
+                    };
                     pending.decode += started.elapsed();
                     if let Err(bad) = outcome {
                         let tp = TopicPartition { topic: topic.to_string(), partition };
@@ -508,13 +520,16 @@ async fn run_loop(
                 &mut pending,
                 &committed,
                 &topics,
-                &cols,
+                &Stages {
+                    cols: &cols,
+                    sql: sql.as_ref(),
+                    policy,
+                },
                 (&id, &run_id, &name, batch_id),
                 last_batch_at,
                 event_time
                     .as_ref()
                     .map(|(c, l)| (c.as_str(), *l, &mut max_event_ms)),
-                sql.as_ref(),
             )
             .await;
             match report {
@@ -604,6 +619,60 @@ async fn run_loop(
     }
     info!(pipeline = %name, batches = summary.batches, rows = summary.rows, "pipeline stopped");
     Ok(summary)
+}
+
+/// How long a record may wait on the schema registry before the source is paused.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// Decodes one record: at once when its writer schema is cached. While the registry is out
+/// (the decoder retries until it answers), the assigned partitions are paused and the
+/// consumer is kept polled, so the worker stays in its group past `max.poll.interval.ms`;
+/// what the poll delivers meanwhile is dropped and fetched again from `next` on resume.
+/// A shutdown during the wait ends it: `None`, the record not decoded.
+async fn decode_waiting(
+    decoder: &mut ValueDecoder<RowMeta>,
+    value: Option<&[u8]>,
+    meta: RowMeta,
+    source: &KafkaSource,
+    next: &BTreeMap<TopicPartition, i64>,
+    shutdown: &CancellationToken,
+) -> Result<Option<Result<(), BadRecord>>, EngineError> {
+    let push = decoder.push(value, meta);
+    tokio::pin!(push);
+    // The usual case, without a timer: the push completes on its first poll.
+    tokio::select! {
+        biased;
+        r = &mut push => return Ok(Some(r?)),
+        () = std::future::ready(()) => {}
+    }
+    let pause_at = tokio::time::sleep(PAUSE_AFTER);
+    tokio::pin!(pause_at);
+    let mut paused = None;
+    let mut dropped = 0u64;
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break None,
+            r = &mut push => break Some(r),
+            () = &mut pause_at, if paused.is_none() => {
+                warn!("waiting for the schema registry: partitions paused, group membership kept");
+                paused = Some(source.pause()?);
+            }
+            received = source.recv(), if paused.is_some() => {
+                if let Received::Record(_) = received? {
+                    dropped += 1;
+                }
+            }
+        }
+    };
+    if let (Some(p), Some(_)) = (paused, &outcome) {
+        source.resume(p, next)?;
+        info!(dropped, "schema registry answered: partitions resumed");
+    }
+    match outcome {
+        Some(r) => Ok(Some(r?)),
+        None => Ok(None),
+    }
 }
 
 fn handle_bad(
@@ -736,21 +805,24 @@ async fn commit(
     pending: &mut Pending,
     committed: &BTreeMap<TopicPartition, Option<i64>>,
     topics: &[String],
-    cols: &[MetadataColumn],
+    stages: &Stages<'_>,
     ids: (&str, &str, &str, i64),
     last_batch_at: Instant,
     event_time: Option<(&str, Duration, &mut Option<i64>)>,
-    sql: Option<&transform::SqlTransform>,
 ) -> Result<(StreamingQueryProgress, BTreeMap<TopicPartition, i64>), EngineError> {
+    let Stages { cols, sql, policy } = *stages;
     let trigger_started = pending.opened.unwrap_or_else(Instant::now);
     // The reader adopted without `readerSchema` is kept before the batch decoded with it
     // commits: after a restart it stays the reader, whatever writer comes first.
     if let Some(reader) = decoder.take_changed_adopted_reader() {
         checkpoint.write_reader_schema(&reader).await?;
     }
-    let batch = match decoder.finish()? {
-        Some((batch, meta)) => Some(metadata::with_metadata(batch, &meta, topics, cols)?),
-        None => None,
+    let (batch, meta) = match decoder.finish()? {
+        Some((batch, meta)) => (
+            Some(metadata::with_metadata(batch, &meta, topics, cols)?),
+            meta,
+        ),
+        None => (None, Vec::new()),
     };
     let transform_started = Instant::now();
     let batch = match (batch, sql) {
@@ -758,6 +830,32 @@ async fn commit(
         (b, _) => b,
     };
     let transform = transform_started.elapsed();
+    // Rows whose partition directory cannot be written are bad records, not a failed write.
+    let batch = match batch {
+        Some(b) => {
+            let rows_meta = sql.is_none().then_some(meta.as_slice());
+            let (kept, unwritable) =
+                partition_guard::take_unwritable(b, rows_meta, topics, sink.partition_layout())?;
+            for d in unwritable {
+                if policy == OnBadRecord::Fail {
+                    return Err(EngineError::BadRecord {
+                        tp: d.tp,
+                        offset: d.offset,
+                        reason: d.class,
+                        message: d.message,
+                    });
+                }
+                warn!(tp = %d.tp, offset = d.offset, reason = d.class, dead_letter = policy == OnBadRecord::DeadLetter, "bad record");
+                pending.bad += 1;
+                *pending.reasons.entry(d.class).or_default() += 1;
+                if dead_letters.is_some() {
+                    pending.dead.push(d);
+                }
+            }
+            Some(kept)
+        }
+        None => None,
+    };
     // Event time: rows older than the watermark of the batches before this one are
     // dropped (Spark's semantics); then this batch's maximum moves the watermark.
     let mut dropped = 0i64;
@@ -906,6 +1004,17 @@ async fn commit(
         "batch committed"
     );
     Ok((report, pending.next.clone()))
+}
+
+/// What a batch goes through between decoding and the sink.
+#[derive(Clone, Copy)]
+struct Stages<'a> {
+    /// The metadata columns added to each row.
+    cols: &'a [MetadataColumn],
+    /// `transform.sql`.
+    sql: Option<&'a transform::SqlTransform>,
+    /// `onBadRecord`, for rows that cannot be written.
+    policy: OnBadRecord,
 }
 
 /// Spark's Kafka source metrics (offsets behind latest) and the offsets lost to retention.

@@ -5,11 +5,13 @@
 //!   markers in the checkpoint (exactly once).
 //! - [`merge`]: compute: one row per key within a batch (`mode: merge`).
 //! - [`owner`]: I/O: the file naming the pipeline that owns a sink.
+//! - [`partition_path`]: pure: partition values as directory names, and which cannot be.
 
 pub mod delta;
 pub mod merge;
 pub mod owner;
 pub mod parquet;
+pub mod partition_path;
 
 use std::collections::BTreeMap;
 
@@ -88,6 +90,14 @@ impl Sink {
         match self {
             Self::Delta(s) => s.partition_columns(),
             Self::Parquet(_) => &[],
+        }
+    }
+
+    /// The partition columns and how their values are escaped into directory names.
+    pub fn partition_layout(&self) -> (&[String], partition_path::Escaping) {
+        match self {
+            Self::Delta(s) => (s.partition_columns(), partition_path::Escaping::Delta),
+            Self::Parquet(s) => (s.partition_by(), partition_path::Escaping::Hive),
         }
     }
 

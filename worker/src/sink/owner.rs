@@ -34,12 +34,7 @@ pub async fn claim(
     root: &Path,
     ours: &str,
 ) -> Result<Option<String>, OwnerError> {
-    let root = root.as_ref().trim_end_matches('/');
-    let path = if root.is_empty() {
-        Path::from(OWNER_FILE)
-    } else {
-        Path::from(format!("{root}/{OWNER_FILE}"))
-    };
+    let path = crate::storage::join(root, OWNER_FILE);
     let body = serde_json::to_vec(&Owner {
         owner: ours.to_string(),
     })

@@ -39,6 +39,7 @@ use spillway_api::ParquetCompression;
 use tracing::{info, warn};
 use url::Url;
 
+use super::partition_path::hive_value;
 use crate::source::TopicPartition;
 
 /// Errors of the Parquet sink.
@@ -175,12 +176,7 @@ impl std::fmt::Debug for ParquetSink {
 }
 
 fn join(root: &Path, rel: &str) -> Path {
-    let root = root.as_ref().trim_end_matches('/');
-    if root.is_empty() {
-        Path::from(rel)
-    } else {
-        Path::from(format!("{root}/{rel}"))
-    }
+    crate::storage::join(root, rel)
 }
 
 /// FNV-1a: a stable, dependency-free hash for file names (not for security).
@@ -212,26 +208,6 @@ pub fn file_stem(
         "part-{:016x}",
         fnv1a(&[run_id.as_bytes(), ranges.as_bytes()])
     )
-}
-
-/// Pure: a Hive partition directory value (`/`, `=`, `%` and control characters escaped
-/// the way Hive and Spark escape them; null as Hive's default partition).
-pub fn hive_value(v: Option<&str>) -> String {
-    let Some(v) = v else {
-        return "__HIVE_DEFAULT_PARTITION__".into();
-    };
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        if c.is_control() || matches!(c, '/' | '\\' | '=' | '%' | ':' | '#' | '?' | '"' | '\'') {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Pure: splits `batch` by the values of `partition_by`: (directory, rows without the
@@ -293,6 +269,11 @@ pub fn split_by_partition(
 }
 
 impl ParquetSink {
+    /// The Hive partition columns.
+    pub fn partition_by(&self) -> &[String] {
+        &self.partition_by
+    }
+
     /// Opens the dataset at `url` with its state under the checkpoint at `checkpoint`.
     pub async fn open(
         url: &Url,

@@ -15,6 +15,7 @@ mod positions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -84,6 +85,8 @@ pub enum SourceError {
 /// The rebalance callbacks: never panic, tell the loop.
 struct SourceContext {
     tx: mpsc::UnboundedSender<Assignment>,
+    /// Rebalance callbacks so far: a pause knows whether the assignment changed under it.
+    rebalances: Arc<AtomicU64>,
 }
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -122,6 +125,7 @@ impl ConsumerContext for SourceContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let _ = self.tx.send(Assignment::Assigned(partitions(tpl)));
@@ -143,6 +147,30 @@ fn unassign(consumer: &BaseConsumer<SourceContext>) {
     if let Err(e) = consumer.unassign() {
         warn!(error = %e, "unassign after a revocation failed");
     }
+}
+
+/// Pure: consumer errors librdkafka recovers from by itself. `PollExceeded` is what a
+/// worker that was stopped (SIGSTOP, a long GC-like pause of the node) past
+/// `max.poll.interval.ms` meets when it runs again: librdkafka has left the group and
+/// rejoins at the next poll, and the rebalance that follows revokes and re-assigns (the open
+/// batch is abandoned or fenced, never committed twice). The others are a broker or the
+/// group coordinator out for a while.
+pub fn transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::PollExceeded
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::RebalanceInProgress
+            | RDKafkaErrorCode::UnknownMemberId
+            | RDKafkaErrorCode::IllegalGeneration
+    )
 }
 
 /// What the consumer delivered.
@@ -216,6 +244,15 @@ pub struct KafkaSource {
     consumer: Arc<StreamConsumer<SourceContext>>,
     spec: KafkaSpec,
     timeout: Duration,
+    rebalances: Arc<AtomicU64>,
+}
+
+/// A pause of every assigned partition ([`KafkaSource::pause`]), ended by
+/// [`KafkaSource::resume`].
+#[derive(Debug)]
+#[must_use = "a paused source fetches nothing until it is resumed"]
+pub struct Paused {
+    rebalances: u64,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -234,12 +271,15 @@ impl KafkaSource {
         config: &BTreeMap<String, String>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Assignment>), SourceError> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let rebalances = Arc::new(AtomicU64::new(0));
         let mut cc = ClientConfig::new();
         for (k, v) in config {
             cc.set(k, v);
         }
-        let consumer: StreamConsumer<SourceContext> =
-            cc.create_with_context(SourceContext { tx })?;
+        let consumer: StreamConsumer<SourceContext> = cc.create_with_context(SourceContext {
+            tx,
+            rebalances: rebalances.clone(),
+        })?;
         match (&spec.topics, &spec.topic_pattern) {
             (Some(topics), _) => {
                 let t: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -260,16 +300,25 @@ impl KafkaSource {
             consumer: Arc::new(consumer),
             spec: spec.clone(),
             timeout: Duration::from_secs(10),
+            rebalances,
         };
         Ok((source, rx))
     }
 
-    /// The next record or end-of-partition event (cancel-safe).
+    /// The next record or end-of-partition event (cancel-safe). Consumer errors librdkafka
+    /// recovers from by itself (see [`transient`]) are logged and waited out.
     pub async fn recv(&self) -> Result<Received<'_>, SourceError> {
-        match self.consumer.recv().await {
-            Ok(m) => Ok(Received::Record(m)),
-            Err(KafkaError::PartitionEOF(partition)) => Ok(Received::EndOfPartition { partition }),
-            Err(e) => Err(e.into()),
+        loop {
+            match self.consumer.recv().await {
+                Ok(m) => return Ok(Received::Record(m)),
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    return Ok(Received::EndOfPartition { partition });
+                }
+                Err(KafkaError::MessageConsumption(code)) if transient(code) => {
+                    warn!(error = %code, "consumer error, recovered by librdkafka (a rebalance may follow)");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -280,6 +329,51 @@ impl KafkaSource {
                 return Ok(m);
             }
         }
+    }
+
+    /// Stops fetching every assigned partition while the loop cannot take records (the
+    /// registry is out), so polling the consumer — which keeps its group membership past
+    /// `max.poll.interval.ms` — fetches nothing. Records fetched before the pause may still
+    /// arrive; the caller drops them and [`KafkaSource::resume`] fetches them again.
+    pub fn pause(&self) -> Result<Paused, SourceError> {
+        let paused = Paused {
+            rebalances: self.rebalances.load(Ordering::SeqCst),
+        };
+        self.consumer.pause(&self.consumer.assignment()?)?;
+        Ok(paused)
+    }
+
+    /// Ends a pause: every assigned partition fetches again from `next` (the offset after
+    /// the last record the loop took). If a rebalance happened during the pause, nothing is
+    /// assigned here: the loop positions the new assignment as it arrives.
+    pub fn resume(
+        &self,
+        paused: Paused,
+        next: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), SourceError> {
+        if self.rebalances.load(Ordering::SeqCst) != paused.rebalances {
+            return Ok(());
+        }
+        // Where the loop has no position for a partition, the consumer's own position.
+        let consumed = self.consumed()?;
+        let assigned = self.consumer.assignment()?;
+        let mut tpl = TopicPartitionList::new();
+        for e in assigned.elements() {
+            let tp = TopicPartition {
+                topic: e.topic().to_string(),
+                partition: e.partition(),
+            };
+            let at = next
+                .get(&tp)
+                .or_else(|| consumed.get(&tp))
+                .map_or(Offset::Invalid, |o| Offset::Offset(*o));
+            tpl.add_partition_offset(&tp.topic, tp.partition, at)?;
+        }
+        // An assign at explicit offsets, so what the pause dropped is fetched again; the
+        // pause outlives an assign in librdkafka, so the partitions are resumed as well.
+        self.consumer.assign(&tpl)?;
+        self.consumer.resume(&tpl)?;
+        Ok(())
     }
 
     /// The consumer's position in each assigned partition: the offset after the last record
@@ -456,6 +550,14 @@ impl KafkaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_woken_past_the_poll_interval_waits_for_its_rejoin() {
+        assert!(transient(RDKafkaErrorCode::PollExceeded));
+        assert!(transient(RDKafkaErrorCode::AllBrokersDown));
+        assert!(!transient(RDKafkaErrorCode::UnknownTopicOrPartition));
+        assert!(!transient(RDKafkaErrorCode::TopicAuthorizationFailed));
+    }
 
     fn input(sink_next: Option<i64>, policy: StartingOffsets) -> StartInput {
         StartInput {

@@ -19,6 +19,8 @@ use spillway_worker::progress::{ProgressState, WorkerProgress};
 use spillway_worker::secrets::MapSecrets;
 use tokio_util::sync::CancellationToken;
 
+pub mod faults;
+
 /// The credentials the test manifests reference (`{name: s3, key: id|key}`), for moto.
 pub const S3_SECRETS: [(&str, &str); 2] = [
     ("SPILLWAY_SECRET_S3_ID", "test"),
@@ -106,6 +108,13 @@ pub struct Streaming {
 impl Streaming {
     /// Starts the run on the runtime.
     pub fn start(text: &str) -> Self {
+        // The engine's logs on the test's output, for a rerun: `RUST_LOG=info`.
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
         let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, rows) = tokio::sync::watch::channel(0i64);
         let sink = reports.clone();
