@@ -77,7 +77,34 @@ spec:
     )
 }
 
-pub fn spawn_run(manifest: &Path, log: &Path) -> Child {
+/// A child process this test started, killed (SIGKILL) and reaped when dropped, so a
+/// failing test leaves no worker or producer behind.
+pub struct Reaped(pub Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `spillway run -f manifest`, its log to `log`.
+pub fn spawn_run(manifest: &Path, log: &Path) -> Reaped {
     let log = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_spillway"))
         .args(["run", "--http", "127.0.0.1:0", "-f"])
@@ -86,6 +113,7 @@ pub fn spawn_run(manifest: &Path, log: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Reaped)
         .unwrap()
 }
 
