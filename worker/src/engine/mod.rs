@@ -486,8 +486,7 @@ async fn run_loop(
                     pending.decode += started.elapsed();
                     if let Err(bad) = outcome {
                         let tp = TopicPartition { topic: topic.to_string(), partition };
-                        handle_bad(policy, &tp, offset, &bad, &mut pending)?;
-                        *pending.reasons.entry(bad.reason()).or_default() += 1;
+                        handle_bad(policy, &tp, offset, (bad.reason(), &bad.to_string()), &mut pending)?;
                         if dead_letters.is_some() {
                             pending.dead.push(DeadRecord {
                                 tp: tp.clone(),
@@ -675,23 +674,26 @@ async fn decode_waiting(
     }
 }
 
+/// A bad record (one that failed to decode, or a row that cannot be written) by
+/// `onBadRecord`: the pipeline's error with `fail`, else counted by reason.
 fn handle_bad(
     policy: OnBadRecord,
     tp: &TopicPartition,
     offset: i64,
-    bad: &BadRecord,
+    (reason, message): (&'static str, &str),
     pending: &mut Pending,
 ) -> Result<(), EngineError> {
     match policy {
         OnBadRecord::Fail => Err(EngineError::BadRecord {
             tp: tp.clone(),
             offset,
-            reason: bad.reason(),
-            message: bad.to_string(),
+            reason,
+            message: message.to_string(),
         }),
         OnBadRecord::Skip | OnBadRecord::DeadLetter => {
-            warn!(%tp, offset, reason = bad.reason(), dead_letter = policy == OnBadRecord::DeadLetter, "bad record");
+            warn!(%tp, offset, reason, dead_letter = policy == OnBadRecord::DeadLetter, "bad record");
             pending.bad += 1;
+            *pending.reasons.entry(reason).or_default() += 1;
             Ok(())
         }
     }
@@ -837,17 +839,7 @@ async fn commit(
             let (kept, unwritable) =
                 partition_guard::take_unwritable(b, rows_meta, topics, sink.partition_layout())?;
             for d in unwritable {
-                if policy == OnBadRecord::Fail {
-                    return Err(EngineError::BadRecord {
-                        tp: d.tp,
-                        offset: d.offset,
-                        reason: d.class,
-                        message: d.message,
-                    });
-                }
-                warn!(tp = %d.tp, offset = d.offset, reason = d.class, dead_letter = policy == OnBadRecord::DeadLetter, "bad record");
-                pending.bad += 1;
-                *pending.reasons.entry(d.class).or_default() += 1;
+                handle_bad(policy, &d.tp, d.offset, (d.class, &d.message), pending)?;
                 if dead_letters.is_some() {
                     pending.dead.push(d);
                 }
