@@ -9,7 +9,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use spillway_api::StreamingQueryProgress;
 use url::Url;
 
-use crate::progress::RECENT;
+use crate::serve::progress::RECENT;
 
 /// Errors of the checkpoint.
 #[derive(Debug, thiserror::Error)]

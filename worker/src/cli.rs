@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::produce::{Encoding, ProduceOptions};
+use crate::tools::produce::{Encoding, ProduceOptions};
 
 /// Spillway: Kafka → Avro → Delta Lake / Parquet streaming ingestion, exactly once.
 ///
@@ -215,11 +215,13 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Kafka → Delta end to end against the raw consume ceiling, on one topic in one run:
-    /// preloads HsuTestEvents (reusing the topic when it already holds them), then (a)
-    /// reads every payload with rdkafka, no processing, and (b) runs the pipeline with
-    /// `availableNow` into a new local Delta table; prints records/s, MB/s, peak RSS and
-    /// the ratio b/a.
+    /// Kafka → Delta and Kafka → Parquet end to end against the raw consume ceiling, on one
+    /// topic in one run: preloads HsuTestEvents (reusing the topic when it already holds
+    /// them), then (a) reads every payload with rdkafka, no processing, with librdkafka's
+    /// default fetch settings and with the worker's (the faster is the ceiling), (b) runs the
+    /// pipeline with `availableNow` into a new local Delta table and (c) into a new local
+    /// Parquet dataset; prints records/s, MB/s, CPU seconds per million records, peak RSS
+    /// and the ratios b/a and c/a.
     Pipeline {
         /// Kafka bootstrap servers.
         #[arg(
@@ -237,7 +239,8 @@ pub enum BenchCommand {
         /// Topic (default: `spillway-bench-<records>-<partitions>`).
         #[arg(long)]
         topic: Option<String>,
-        /// Directory of the Delta table and checkpoint (default: a new temporary directory).
+        /// Directory of the Delta table, the Parquet dataset and their checkpoints (default:
+        /// a new temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Seed of the generator.
@@ -277,7 +280,8 @@ pub async fn validate(files: &[PathBuf], check_registry: bool) -> ExitCode {
                     meta.name.as_deref().unwrap_or_default()
                 );
                 if check_registry {
-                    match crate::compat::check_registry(&loaded, &crate::secrets::EnvSecrets).await
+                    match crate::tools::compat::check_registry(&loaded, &crate::secrets::EnvSecrets)
+                        .await
                     {
                         Ok(v) => {
                             println!("{}: {}", file.display(), v.message);
@@ -319,7 +323,7 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         properties: a.property,
     };
     let total = opts.count;
-    let summary = crate::produce::produce(&opts, |n, bytes, elapsed| {
+    let summary = crate::tools::produce::produce(&opts, |n, bytes, elapsed| {
         let secs = elapsed.as_secs_f64().max(1e-9);
         eprint!(
             "\rproduced {n}/{total} records to {} ({:.0} rec/s, {:.1} MB/s)   ",
@@ -361,15 +365,21 @@ pub async fn maintain(cmd: MaintainCommand) -> anyhow::Result<ExitCode> {
     let outcome = match cmd {
         MaintainCommand::Optimize {
             target_file_size, ..
-        } => crate::maintain::optimize(&loaded, &secrets, target_file_size).await,
+        } => crate::tools::maintain::optimize(&loaded, &secrets, target_file_size).await,
         MaintainCommand::Vacuum {
             retention,
             allow_short_retention,
             dry_run,
             ..
         } => {
-            crate::maintain::vacuum(&loaded, &secrets, retention, allow_short_retention, dry_run)
-                .await
+            crate::tools::maintain::vacuum(
+                &loaded,
+                &secrets,
+                retention,
+                allow_short_retention,
+                dry_run,
+            )
+            .await
         }
     };
     match outcome {
@@ -398,26 +408,26 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             merge_batches,
             dir,
         } => {
-            let r = tokio::runtime::Runtime::new()?.block_on(crate::bench_table::merge(
+            let r = tokio::runtime::Runtime::new()?.block_on(crate::tools::bench_table::merge(
                 dir,
                 rows,
                 append_batch,
                 merge_batch,
                 merge_batches,
             ))?;
-            print!("{}", crate::bench_table::format_merge(&r));
+            print!("{}", crate::tools::bench_table::format_merge(&r));
         }
         BenchCommand::Log {
             commits,
             dir,
             log_retention,
         } => {
-            let r = tokio::runtime::Runtime::new()?.block_on(crate::bench_table::log(
+            let r = tokio::runtime::Runtime::new()?.block_on(crate::tools::bench_table::log(
                 dir,
                 commits,
                 log_retention,
             ))?;
-            print!("{}", crate::bench_table::format_log(&r));
+            print!("{}", crate::tools::bench_table::format_log(&r));
         }
         BenchCommand::Pipeline {
             bootstrap,
@@ -427,7 +437,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             dir,
             seed,
         } => {
-            let b = crate::bench_pipeline::PipelineBench {
+            let b = crate::tools::bench_pipeline::PipelineBench {
                 bootstrap,
                 records,
                 partitions,
@@ -436,8 +446,8 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 seed,
             };
             let report =
-                tokio::runtime::Runtime::new()?.block_on(crate::bench_pipeline::run(&b))?;
-            print!("{}", crate::bench_pipeline::format_report(&report));
+                tokio::runtime::Runtime::new()?.block_on(crate::tools::bench_pipeline::run(&b))?;
+            print!("{}", crate::tools::bench_pipeline::format_report(&report));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -11,12 +11,11 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, BatchCallback, EngineError, RunOptions, RunSummary};
-use crate::http::{self, HttpState};
 use crate::manifest::LoadedPipeline;
-use crate::metrics::WorkerMetrics;
-use crate::progress::{ProgressState, WorkerCondition, WorkerConditionType};
 use crate::secrets::EnvSecrets;
-use crate::source::SourceError;
+use crate::serve::http::{self, HttpState};
+use crate::serve::metrics::WorkerMetrics;
+use crate::serve::progress::{ProgressState, WorkerCondition, WorkerConditionType};
 
 /// Cancels `token` on SIGINT or SIGTERM.
 pub fn cancel_on_signals(token: CancellationToken) {
@@ -110,12 +109,7 @@ pub async fn run_pipeline(
     let last = match &result {
         Err(e) => {
             metrics.batch_outcome(&name, "failed");
-            let lost = matches!(e, EngineError::Source(SourceError::DataLoss { .. }));
-            let (kind, reason) = if lost {
-                (WorkerConditionType::DataLoss, "DataLoss")
-            } else {
-                (WorkerConditionType::Failed, e.into())
-            };
+            let (kind, reason) = e.condition();
             progress.condition(WorkerConditionType::Failed, reason, &e.to_string());
             Some(WorkerCondition::new(kind, reason, &e.to_string()))
         }
@@ -185,7 +179,7 @@ spec:
   errors:
     onBadRecord: skip
 "#,
-        schema = crate::generate::HSUTEST_SCHEMA,
+        schema = crate::tools::generate::HSUTEST_SCHEMA,
         table = dir.join("hsutest").display(),
         checkpoint = dir.join("_checkpoint").display(),
     )
@@ -309,22 +303,22 @@ pub async fn produce_into(
     count: u64,
     rps: u64,
     tally: DemoTally,
-) -> Result<crate::produce::ProduceSummary, crate::produce::ProduceError> {
-    let opts = crate::produce::ProduceOptions {
+) -> Result<crate::tools::produce::ProduceSummary, crate::tools::produce::ProduceError> {
+    let opts = crate::tools::produce::ProduceOptions {
         bootstrap,
         topic: "hsudemo".into(),
         rps,
         count,
         seed: 42,
         key_by_user: true,
-        encoding: crate::produce::Encoding::Raw,
+        encoding: crate::tools::produce::Encoding::Raw,
         schema_registry: None,
         schema: None,
         partitions: None,
         properties: vec![],
     };
     let counts = tally.0.clone();
-    let result = crate::produce::produce(&opts, |n, _, _| {
+    let result = crate::tools::produce::produce(&opts, |n, _, _| {
         counts.produced.store(n, Ordering::Relaxed);
     })
     .await;

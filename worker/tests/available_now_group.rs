@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::manifest::Manifest;
 use spillway_e2e as support;
 
 fn rows(table: &std::path::Path) -> u64 {
@@ -24,30 +25,12 @@ async fn no_worker_ends_before_every_partition_is_in_the_sink() {
     common::produce(&bootstrap, &topic, 30_000, 3, &["--partitions", "1"]);
     let dir = std::env::temp_dir().join(support::unique("an-group"));
     let table = dir.join("t");
-    let text = format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-      maxRecordsPerBatch: 5000
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  sink:
-    delta: {{uri: "{table}"}}
-  checkpoint: {{uri: "{checkpoint}"}}
-  trigger: {{availableNow: true}}
-"#,
-        schema = spillway_worker::generate::HSUTEST_SCHEMA,
-        table = table.display(),
-        checkpoint = dir.join("c").display(),
-    );
+    let text = Manifest::hsutest(&topic)
+        .kafka("maxRecordsPerBatch", 5000)
+        .delta(&table)
+        .checkpoint(dir.join("c"))
+        .available_now()
+        .yaml();
     let (a, b) = (text.clone(), text);
     let mut workers = tokio::task::JoinSet::new();
     workers.spawn(async move { common::run_available_now(&a).await.unwrap() });

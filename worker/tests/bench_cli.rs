@@ -37,7 +37,7 @@ fn bench_decode_prints_both_decoders_and_the_ratio_for_both_schemas() {
 }
 
 #[test]
-fn bench_pipeline_measures_raw_consume_and_the_pipeline_on_one_topic() {
+fn bench_pipeline_measures_raw_consume_and_both_sinks_on_one_topic() {
     support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("bench");
     let text = bench(&[
@@ -56,12 +56,23 @@ fn bench_pipeline_measures_raw_consume_and_the_pipeline_on_one_topic() {
             .split_whitespace()
             .collect::<Vec<_>>()
     };
-    // Every record read by both phases.
-    let raw = line("(a)");
-    let e2e = line("(b)");
-    assert!(raw.contains(&"20000"), "{text}");
-    assert!(e2e.contains(&"20000"), "{text}");
+    // Every record read by every phase, with a CPU figure.
+    for prefix in [
+        "(a) raw consume, defaults",
+        "(a) raw consume, tuned",
+        "(b) Kafka -> Delta",
+        "(c) Kafka -> Parquet",
+    ] {
+        let l = line(prefix);
+        assert!(l.contains(&"20000"), "{prefix}: {text}");
+        assert!(
+            !l.contains(&"n/a"),
+            "{prefix}: CPU and RSS measured: {text}"
+        );
+    }
     assert!(text.contains("ratio b/a: "), "{text}");
+    assert!(text.contains(", c/a: "), "{text}");
+    assert!(text.contains("ceiling a = raw consume, "), "{text}");
     assert!(text.contains("peak RSS"), "{text}");
 }
 

@@ -15,39 +15,20 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 mod common;
 
+use common::manifest::Manifest;
 use spillway_e2e as support;
 
 const KEYS: usize = 100;
 const ROUNDS: usize = 10;
 
 fn manifest_text(topic: &str, dir: &std::path::Path) -> String {
-    format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-      onDataLoss: fail
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  transform:
-    metadataColumns: [partition, offset, key]
-  sink:
-    delta: {{uri: "{table}"}}
-  checkpoint: {{uri: "{checkpoint}"}}
-  trigger: {{availableNow: true}}
-"#,
-        bootstrap = support::kafka_bootstrap(),
-        schema = spillway_worker::generate::HSUTEST_SCHEMA,
-        table = dir.join("t").display(),
-        checkpoint = dir.join("c").display(),
-    )
+    Manifest::hsutest(topic)
+        .kafka("onDataLoss", "fail")
+        .metadata_columns(&["partition", "offset", "key"])
+        .delta(dir.join("t"))
+        .checkpoint(dir.join("c"))
+        .available_now()
+        .yaml()
 }
 
 /// Round `r` writes keys `10r..100`, so key `k`'s last write is in round `k / 10`: after
@@ -61,7 +42,7 @@ async fn write_rounds(topic: &str) -> BTreeMap<String, i64> {
         .set("linger.ms", "0")
         .create()
         .unwrap();
-    let mut g = spillway_worker::generate::HsuTestGenerator::new(7);
+    let mut g = spillway_worker::tools::generate::HsuTestGenerator::new(7);
     let mut latest = BTreeMap::new();
     let rounds = (0..ROUNDS).map(|r| {
         (r * 10..KEYS)

@@ -16,41 +16,21 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 mod common;
 
+use common::manifest::Manifest;
 use common::{Finished, Streaming};
 use spillway_e2e as support;
 use spillway_worker::engine::EngineError;
-use spillway_worker::progress::WorkerConditionType;
+use spillway_worker::serve::progress::WorkerConditionType;
 use spillway_worker::source::SourceError;
 
-fn manifest_text(topic: &str, dir: &Path, on_data_loss: &str, trigger: &str) -> String {
-    format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-      onDataLoss: {on_data_loss}
-      maxRecordsPerBatch: 100000
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  transform:
-    metadataColumns: [partition, offset]
-  sink:
-    delta: {{uri: "{table}"}}
-  checkpoint: {{uri: "{checkpoint}"}}
-  trigger: {trigger}
-"#,
-        bootstrap = support::kafka_bootstrap(),
-        schema = spillway_worker::generate::HSUTEST_SCHEMA,
-        table = dir.join("t").display(),
-        checkpoint = dir.join("c").display(),
-    )
+/// The pipeline, without its trigger.
+fn manifest(topic: &str, dir: &Path, on_data_loss: &str) -> Manifest {
+    Manifest::hsutest(topic)
+        .kafka("onDataLoss", on_data_loss)
+        .kafka("maxRecordsPerBatch", 100_000)
+        .metadata_columns(&["partition", "offset"])
+        .delta(dir.join("t"))
+        .checkpoint(dir.join("c"))
 }
 
 /// A fresh one-partition topic and a directory for the table and checkpoint.
@@ -123,7 +103,7 @@ async fn delete_between_two_batches(topic: &str, run: &mut Streaming) {
         .unwrap();
     producer.init_transactions(Duration::from_secs(30)).unwrap();
     producer.begin_transaction().unwrap();
-    let mut g = spillway_worker::generate::HsuTestGenerator::new(2);
+    let mut g = spillway_worker::tools::generate::HsuTestGenerator::new(2);
     for _ in 0..1_000 {
         let mut body = Vec::new();
         g.next_event().encode(&mut body);
@@ -147,7 +127,7 @@ async fn delete_between_two_batches(topic: &str, run: &mut Streaming) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_deleted_between_two_batches_stop_the_pipeline_with_the_lost_range() {
     let (topic, dir) = setup("loss-fail").await;
-    let mut run = Streaming::start(&manifest_text(&topic, &dir, "fail", "{interval: 200ms}"));
+    let mut run = Streaming::start(&manifest(&topic, &dir, "fail").interval("200ms").yaml());
     delete_between_two_batches(&topic, &mut run).await;
     let finished = run.ended(Duration::from_secs(120)).await;
     assert_data_loss(&finished, &topic, 1_000, 1_500);
@@ -157,7 +137,7 @@ async fn offsets_deleted_between_two_batches_stop_the_pipeline_with_the_lost_ran
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_deleted_between_two_batches_are_skipped_and_counted() {
     let (topic, dir) = setup("loss-skip").await;
-    let mut run = Streaming::start(&manifest_text(&topic, &dir, "skip", "{interval: 200ms}"));
+    let mut run = Streaming::start(&manifest(&topic, &dir, "skip").interval("200ms").yaml());
     delete_between_two_batches(&topic, &mut run).await;
     run.wait_rows(1_500, Duration::from_secs(120)).await;
     let finished = run.stop().await;
@@ -180,7 +160,7 @@ async fn offsets_deleted_between_two_batches_are_skipped_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_below_the_log_start_is_data_loss_when_partitions_are_assigned() {
     let (topic, dir) = setup("loss-restart").await;
-    let text = |policy| manifest_text(&topic, &dir, policy, "{availableNow: true}");
+    let text = |policy| manifest(&topic, &dir, policy).available_now().yaml();
     produce(&topic, 1_000, 1);
     let first = common::run_available_now(&text("fail")).await.unwrap();
     assert_eq!(first.rows, 1_000);

@@ -11,6 +11,8 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 mod common;
 
+use common::manifest::{Manifest, s3_storage};
+use serde_json::json;
 use spillway_e2e as support;
 
 fn produce(topic: &str, count: u64, seed: u64, partitions: Option<i32>) {
@@ -22,35 +24,14 @@ fn produce(topic: &str, count: u64, seed: u64, partitions: Option<i32>) {
     common::produce(&support::kafka_bootstrap(), topic, count, seed, &extra);
 }
 
-fn manifest_text(topic: &str, table: &str, checkpoint: &str, storage: &str) -> String {
-    format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-      maxRecordsPerBatch: 7000
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  transform:
-    metadataColumns: [topic, partition, offset, timestamp]
-  sink:
-    delta:
-      uri: "{table}"
-  checkpoint:
-    uri: "{checkpoint}"
-  trigger:
-    availableNow: true
-{storage}"#,
-        bootstrap = support::kafka_bootstrap(),
-        schema = spillway_worker::generate::HSUTEST_SCHEMA,
-    )
+/// An `availableNow` pipeline of `topic` into the Delta table at `table`.
+fn manifest(topic: &str, table: &str, checkpoint: &str) -> Manifest {
+    Manifest::hsutest(topic)
+        .kafka("maxRecordsPerBatch", 7000)
+        .metadata_columns(&["topic", "partition", "offset", "timestamp"])
+        .delta(table)
+        .checkpoint(checkpoint)
+        .available_now()
 }
 
 async fn run_available_now(text: &str) -> spillway_worker::engine::RunSummary {
@@ -98,12 +79,12 @@ async fn available_now_into_a_local_table_then_resume_without_rereading() {
     let table = dir.join("t");
     let checkpoint = dir.join("c");
     produce(&topic, 20_000, 1, Some(4));
-    let text = manifest_text(
+    let text = manifest(
         &topic,
         &table.display().to_string(),
         &checkpoint.display().to_string(),
-        "",
-    );
+    )
+    .yaml();
     let first = run_available_now(&text).await;
     assert_eq!(first.rows, 20_000);
     assert!(
@@ -140,12 +121,10 @@ async fn available_now_into_a_table_on_s3() {
     let topic = support::unique("engine-s3");
     let prefix = format!("s3://{}/{}", support::s3_bucket(), support::unique("lake"));
     let table = format!("{prefix}/table");
-    let storage = format!(
-        "  storage:\n    region: us-east-1\n    endpoint: \"{}\"\n    allowHttp: true\n    pathStyle: true\n    credentialsSecretRef:\n      accessKeyId: {{name: s3, key: id}}\n      secretAccessKey: {{name: s3, key: key}}\n",
-        support::s3_endpoint()
-    );
     produce(&topic, 10_000, 5, Some(2));
-    let text = manifest_text(&topic, &table, &format!("{prefix}/checkpoint"), &storage);
+    let text = manifest(&topic, &table, &format!("{prefix}/checkpoint"))
+        .storage(s3_storage())
+        .yaml();
     let summary = run_available_now(&text).await;
     assert_eq!(summary.rows, 10_000);
     let endpoint = support::s3_endpoint();
@@ -162,8 +141,8 @@ async fn available_now_into_a_table_on_s3() {
 
 /// 1000 raw records on one partition, every 10th malformed.
 async fn produce_with_bad(topic: &str) {
-    use spillway_worker::generate::HsuTestGenerator;
-    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), topic, 1)
+    use spillway_worker::tools::generate::HsuTestGenerator;
+    spillway_worker::tools::produce::ensure_topic(&support::kafka_bootstrap(), topic, 1)
         .await
         .unwrap();
     let producer: FutureProducer = rdkafka::ClientConfig::new()
@@ -199,20 +178,21 @@ async fn bad_records_go_to_a_kafka_dead_letter_topic_with_their_reason() {
     support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("dlq-src");
     let dlq = format!("{topic}-dlq");
-    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &dlq, 1)
+    spillway_worker::tools::produce::ensure_topic(&support::kafka_bootstrap(), &dlq, 1)
         .await
         .unwrap();
     produce_with_bad(&topic).await;
     let dir = std::env::temp_dir().join(support::unique("dlq"));
-    let errors = format!(
-        "  errors:\n    onBadRecord: deadLetter\n    deadLetter: {{kafka: {{topic: {dlq}}}}}\n"
-    );
-    let text = manifest_text(
+    let text = manifest(
         &topic,
         &dir.join("t").display().to_string(),
         &dir.join("c").display().to_string(),
-        &errors,
-    );
+    )
+    .set(
+        "/spec/errors",
+        json!({"onBadRecord": "deadLetter", "deadLetter": {"kafka": {"topic": dlq}}}),
+    )
+    .yaml();
     let summary = run_available_now(&text).await;
     assert_eq!(summary.rows, 900, "the 900 good records");
     assert_eq!(summary.skipped, 100);
@@ -267,16 +247,19 @@ async fn bad_records_go_to_a_delta_dead_letter_table() {
     produce_with_bad(&topic).await;
     let dir = std::env::temp_dir().join(support::unique("dlq-delta"));
     let dlq = dir.join("dead-letters");
-    let errors = format!(
-        "  errors:\n    onBadRecord: deadLetter\n    deadLetter: {{delta: {{uri: \"{}\"}}}}\n",
-        dlq.display()
-    );
-    let text = manifest_text(
+    let text = manifest(
         &topic,
         &dir.join("t").display().to_string(),
         &dir.join("c").display().to_string(),
-        &errors,
-    );
+    )
+    .set(
+        "/spec/errors",
+        json!({
+            "onBadRecord": "deadLetter",
+            "deadLetter": {"delta": {"uri": dlq.display().to_string()}},
+        }),
+    )
+    .yaml();
     let summary = run_available_now(&text).await;
     assert_eq!((summary.rows, summary.skipped), (900, 100));
     let script = "import json, os, sys, deltalake\nt = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()\nprint(json.dumps([t.num_rows, sorted(set(t.column('offset').to_pylist())), sorted(set(t.column('error_class').to_pylist()))]), flush=True)\nos._exit(0)\n";
@@ -302,21 +285,21 @@ async fn transform_sql_filters_and_derives_partition_columns() {
     produce(&topic, 10_000, 31, Some(2));
     // What the query must keep, from the same deterministic generator.
     let events: Vec<_> = {
-        let mut g = spillway_worker::generate::HsuTestGenerator::new(31);
+        let mut g = spillway_worker::tools::generate::HsuTestGenerator::new(31);
         (0..10_000).map(|_| g.next_event()).collect()
     };
     let kept: Vec<_> = events.iter().filter(|e| e.amount >= 500.0).collect();
     let cents: i64 = kept.iter().map(|e| (e.amount * 100.0).round() as i64).sum();
 
-    let text = manifest_text(&topic, &table, &dir.join("c").display().to_string(), "")
-        .replace(
-            "  transform:\n",
-            "  transform:\n    sql: >-\n      SELECT \"user\", upper(event) AS event_upper, CAST(round(amount * 100) AS BIGINT) AS cents,\n             CAST(to_timestamp_millis(ts) AS DATE) AS day, _partition, _offset\n      FROM batch WHERE amount >= 500\n",
+    let text = manifest(&topic, &table, &dir.join("c").display().to_string())
+        .set(
+            "/spec/transform/sql",
+            "SELECT \"user\", upper(event) AS event_upper, CAST(round(amount * 100) AS BIGINT) AS cents,\n       \
+             CAST(to_timestamp_millis(ts) AS DATE) AS day, _partition, _offset\n\
+             FROM batch WHERE amount >= 500",
         )
-        .replace(
-            &format!("      uri: \"{table}\"\n"),
-            &format!("      uri: \"{table}\"\n      partitionBy: [event_upper]\n"),
-        );
+        .set("/spec/sink/delta/partitionBy", json!(["event_upper"]))
+        .yaml();
     let summary = run_available_now(&text).await;
     assert_eq!(summary.rows, kept.len() as i64);
 
@@ -367,12 +350,12 @@ os._exit(0)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_behind_the_watermark_are_dropped_and_the_watermark_survives_a_restart() {
-    use spillway_worker::generate::HsuTestEvent;
+    use spillway_worker::tools::generate::HsuTestEvent;
     support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("watermark");
     let dir = std::env::temp_dir().join(support::unique("watermark"));
     let table = dir.join("t").display().to_string();
-    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+    spillway_worker::tools::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
         .await
         .unwrap();
     // 2026-01-01T00:00:00Z
@@ -396,10 +379,12 @@ async fn rows_behind_the_watermark_are_dropped_and_the_watermark_survives_a_rest
         async move { common::send_in_order(&topic, &records).await }
     };
     send(&(0..20).map(|i| base + i * 1_000).collect::<Vec<_>>()).await;
-    let text = manifest_text(&topic, &table, &dir.join("c").display().to_string(), "").replace(
-        "  trigger:\n",
-        "  eventTime: {column: ts, allowedLateness: 10s}\n  trigger:\n",
-    );
+    let text = manifest(&topic, &table, &dir.join("c").display().to_string())
+        .set(
+            "/spec/eventTime",
+            json!({"column": "ts", "allowedLateness": "10s"}),
+        )
+        .yaml();
     let first = run_available_now(&text).await;
     assert_eq!((first.rows, first.dropped_by_watermark), (20, 0));
 
@@ -427,10 +412,9 @@ async fn a_batch_of_only_bad_records_still_moves_the_positions() {
     let dir = std::env::temp_dir().join(support::unique("all-bad"));
     let table = dir.join("t").display().to_string();
     produce(&topic, 100, 61, Some(1));
-    let text = manifest_text(&topic, &table, &dir.join("c").display().to_string(), "").replace(
-        "  trigger:\n",
-        "  errors: {onBadRecord: skip}\n  trigger:\n",
-    );
+    let text = manifest(&topic, &table, &dir.join("c").display().to_string())
+        .set("/spec/errors", json!({"onBadRecord": "skip"}))
+        .yaml();
     assert_eq!(run_available_now(&text).await.rows, 100);
 
     // Only malformed records: nothing to write, but the table's txn versions move.

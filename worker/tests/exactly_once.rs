@@ -15,8 +15,10 @@ mod common;
 
 use common::faults::{
     Kind, assert_exactly_once, committed_batches, count_in, delta_counts, kill_repeatedly,
-    manifest_text, spawn_run, wait_for, wait_for_progress,
+    kill_test_manifest, spawn_run, wait_for, wait_for_progress,
 };
+use common::manifest::s3_storage;
+use serde_json::json;
 use spillway_e2e as support;
 use spillway_worker::source::TopicPartition;
 
@@ -54,16 +56,18 @@ async fn sigkill_case(kind: Kind, seed: u64) {
     let prefix = format!("s3://{}/{}", support::s3_bucket(), support::unique(name));
     let data = format!("{prefix}/data");
     let sink = match kind {
-        Kind::Delta => format!("{{delta: {{uri: \"{data}\"}}}}"),
-        Kind::Parquet => format!("{{parquet: {{uri: \"{data}\", partitionBy: [event]}}}}"),
+        Kind::Delta => json!({"delta": {"uri": data}}),
+        Kind::Parquet => json!({"parquet": {"uri": data, "partitionBy": ["event"]}}),
     };
     let checkpoint = format!("{prefix}/checkpoint");
     let dir = std::env::temp_dir().join(support::unique(name));
     std::fs::create_dir_all(&dir).unwrap();
     let manifest = dir.join("pipeline.yaml");
-    let storage = common::s3_storage_yaml();
-    let text = |trigger: &str| manifest_text(&topic, &topic, &sink, &checkpoint, trigger, &storage);
-    std::fs::write(&manifest, text("{interval: 500ms}")).unwrap();
+    let pipeline = kill_test_manifest(&topic, &topic)
+        .sink(sink)
+        .checkpoint(&checkpoint)
+        .storage(s3_storage());
+    std::fs::write(&manifest, pipeline.clone().interval("500ms").yaml()).unwrap();
 
     let kills = 6;
     let d2 = dir.clone();
@@ -79,7 +83,7 @@ async fn sigkill_case(kind: Kind, seed: u64) {
         assert_eq!(rows, distinct, "no duplicate right after the kills");
     }
 
-    let rest = finish(&text("{availableNow: true}")).await;
+    let rest = finish(&pipeline.available_now().yaml()).await;
     assert!(
         (rest.rows as u64) < n,
         "the killed runs committed part of the stream: the final run wrote {}",
@@ -112,14 +116,16 @@ async fn two_workers_case(kind: Kind, seed: u64) {
     let data = dir.join("data").display().to_string();
     let checkpoint = dir.join("checkpoint").display().to_string();
     let sink = match kind {
-        Kind::Delta => format!("{{delta: {{uri: \"{data}\"}}}}"),
-        Kind::Parquet => format!("{{parquet: {{uri: \"{data}\"}}}}"),
+        Kind::Delta => json!({"delta": {"uri": data}}),
+        Kind::Parquet => json!({"parquet": {"uri": data}}),
     };
     let manifest = dir.join("pipeline.yaml");
     // Small batches, so both workers are mid-stream when one is killed.
-    let text = manifest_text(&topic, &topic, &sink, &checkpoint, "{interval: 200ms}", "")
-        .replace("maxRecordsPerBatch: 4000", "maxRecordsPerBatch: 500");
-    std::fs::write(&manifest, &text).unwrap();
+    let pipeline = kill_test_manifest(&topic, &topic)
+        .kafka("maxRecordsPerBatch", 500)
+        .sink(sink)
+        .checkpoint(&checkpoint);
+    std::fs::write(&manifest, pipeline.clone().interval("200ms").yaml()).unwrap();
 
     let (m, d) = (manifest.clone(), dir.clone());
     tokio::task::spawn_blocking(move || {
@@ -150,7 +156,7 @@ async fn two_workers_case(kind: Kind, seed: u64) {
     .await
     .unwrap();
 
-    finish(&text.replace("{interval: 200ms}", "{availableNow: true}")).await;
+    finish(&pipeline.available_now().yaml()).await;
     assert_exactly_once(&kind, &data, &checkpoint, n).await;
 }
 

@@ -22,9 +22,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::faults::{
-    Digest, Kind, Reaped, count_in, delta_counts, kill_repeatedly, manifest_text, parquet_pairs,
-    python_read, signal, spawn_run, wait_for, wait_for_progress,
+    Digest, Kind, Reaped, count_in, delta_counts, kill_repeatedly, kill_test_manifest,
+    parquet_pairs, python_read, signal, spawn_run, wait_for, wait_for_progress,
 };
+use common::manifest::{Manifest, s3_storage};
+use serde_json::json;
 use spillway_e2e as support;
 use spillway_e2e::registry::RegistryFixture;
 
@@ -82,10 +84,10 @@ fn place(name: &str) -> Place {
     }
 }
 
-fn sink_yaml(kind: &Kind, data: &str) -> String {
+fn sink(kind: &Kind, data: &str) -> serde_json::Value {
     match kind {
-        Kind::Delta => format!("{{delta: {{uri: \"{data}\"}}}}"),
-        Kind::Parquet => format!("{{parquet: {{uri: \"{data}\", partitionBy: [event]}}}}"),
+        Kind::Delta => json!({"delta": {"uri": data}}),
+        Kind::Parquet => json!({"parquet": {"uri": data, "partitionBy": ["event"]}}),
     }
 }
 
@@ -96,23 +98,18 @@ fn kind_name(kind: &Kind) -> &'static str {
     }
 }
 
-/// The manifest of `place` with `trigger`, written to `pipeline.yaml` too.
-fn manifest(p: &Place, kind: &Kind, trigger: &str, batch: u64) -> (PathBuf, String) {
-    let text = manifest_text(
-        &p.topic,
-        &p.topic,
-        &sink_yaml(kind, &p.data),
-        &p.checkpoint,
-        trigger,
-        &common::s3_storage_yaml(),
-    )
-    .replace(
-        "maxRecordsPerBatch: 4000",
-        &format!("maxRecordsPerBatch: {batch}"),
-    );
+/// The manifest of `place` with a trigger every `every` and batches of at most `batch`
+/// records, written to `pipeline.yaml` too.
+fn manifest(p: &Place, kind: &Kind, every: &str, batch: u64) -> (PathBuf, Manifest) {
+    let pipeline = kill_test_manifest(&p.topic, &p.topic)
+        .kafka("maxRecordsPerBatch", batch)
+        .sink(sink(kind, &p.data))
+        .checkpoint(&p.checkpoint)
+        .interval(every)
+        .storage(s3_storage());
     let path = p.dir.join("pipeline.yaml");
-    std::fs::write(&path, &text).unwrap();
-    (path, text)
+    std::fs::write(&path, pipeline.yaml()).unwrap();
+    (path, pipeline)
 }
 
 /// `spillway produce` of `n` HsuTestEvents of `seed` on `partitions`, at `rps` records per
@@ -142,21 +139,13 @@ fn spawn_producer(topic: &str, n: u64, seed: u64, partitions: i32, rps: u64, log
 
 /// The rest finished by an `availableNow` run; then every offset exactly once, by our
 /// reading and Python's, with the values of the `n` records of `seed`.
-async fn finish_and_verify(p: &Place, kind: &Kind, text: &str, n: u64, seed: u64) {
+async fn finish_and_verify(p: &Place, kind: &Kind, pipeline: &Manifest, n: u64, seed: u64) {
     // Large batches: what the faulted runs left can be most of the topic.
-    let available_now = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("  trigger:") {
-                "  trigger: {availableNow: true}".to_string()
-            } else if l.trim_start().starts_with("maxRecordsPerBatch:") {
-                "      maxRecordsPerBatch: 100000".to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let available_now = pipeline
+        .clone()
+        .available_now()
+        .kafka("maxRecordsPerBatch", 100_000)
+        .yaml();
     common::run_available_now(&available_now).await.unwrap();
     match kind {
         Kind::Delta => assert_eq!(delta_counts(&p.data).await, (n, n), "our reading"),
@@ -176,7 +165,7 @@ async fn finish_and_verify(p: &Place, kind: &Kind, text: &str, n: u64, seed: u64
 
 /// Creates the topic before any worker subscribes.
 async fn ensure_topic(topic: &str, partitions: i32) {
-    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), topic, partitions)
+    spillway_worker::tools::produce::ensure_topic(&support::kafka_bootstrap(), topic, partitions)
         .await
         .unwrap();
 }
@@ -191,10 +180,10 @@ async fn sigkill_case(kind: Kind, seed: u64) {
     let log = p.dir.join("produce.log");
     let mut producer = spawn_producer(&p.topic, s.records, seed, s.partitions, 0, &log);
     assert!(producer.wait().unwrap().success(), "produce failed");
-    let (path, text) = manifest(&p, &kind, "{interval: 500ms}", 4000);
+    let (path, pipeline) = manifest(&p, &kind, "500ms", 4000);
     let (dir, kills) = (p.dir.clone(), s.kills);
     blocking(move || kill_repeatedly(&path, &dir, kills)).await;
-    finish_and_verify(&p, &kind, &text, s.records, seed).await;
+    finish_and_verify(&p, &kind, &pipeline, s.records, seed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +219,7 @@ async fn scaling_case(kind: Kind, seed: u64) {
     let s = scale();
     let p = place(&format!("scale-131-{}", kind_name(&kind)));
     ensure_topic(&p.topic, s.partitions).await;
-    let (path, text) = manifest(&p, &kind, "{interval: 300ms}", 1000);
+    let (path, pipeline) = manifest(&p, &kind, "300ms", 1000);
     // The producer writes through every round (≈ 25 s each).
     let rps = s.records / (25 * s.rounds as u64);
     let plog = p.dir.join("produce.log");
@@ -260,7 +249,7 @@ async fn scaling_case(kind: Kind, seed: u64) {
         assert!(stop(a).success());
     })
     .await;
-    finish_and_verify(&p, &kind, &text, s.records, seed).await;
+    finish_and_verify(&p, &kind, &pipeline, s.records, seed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,7 +270,7 @@ async fn zombie_case(kind: Kind, seed: u64) {
     // Produced while the workers run, so both are mid-stream when one freezes.
     let rps = s.records / 60;
     let producer = spawn_producer(&p.topic, s.records, seed, s.partitions, rps, &plog);
-    let (path, text) = manifest(&p, &kind, "{interval: 200ms}", 500);
+    let (path, pipeline) = manifest(&p, &kind, "200ms", 500);
     let (dir, parts) = (p.dir.clone(), s.partitions);
     blocking(move || {
         let mut producer = producer;
@@ -311,7 +300,7 @@ async fn zombie_case(kind: Kind, seed: u64) {
         assert!(stop(b).success());
     })
     .await;
-    finish_and_verify(&p, &kind, &text, s.records, seed).await;
+    finish_and_verify(&p, &kind, &pipeline, s.records, seed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,7 +325,7 @@ async fn send_v2(topic: &str, id: u32, seed: u64, from: u64, to: u64, partitions
         .set("linger.ms", "5")
         .create()
         .unwrap();
-    let mut g = spillway_worker::generate::HsuTestGenerator::new(seed);
+    let mut g = spillway_worker::tools::generate::HsuTestGenerator::new(seed);
     for _ in 0..from {
         g.next_event();
     }
@@ -396,27 +385,20 @@ async fn the_registry_unreachable_mid_run_no_dead_letter_then_it_catches_up() {
     })
     .await;
     let v2 = registry.register(&format!("{}-value", p.topic), V2);
-    let raw_format = format!(
-        "      encoding: raw\n      writerSchema:\n        inline: '{}'",
-        spillway_worker::generate::HSUTEST_SCHEMA
-    );
-    let (_, text) = manifest(&p, &Kind::Delta, "{interval: 500ms}", 4000);
-    let text = text
-        .replace(
-            &raw_format,
-            &format!(
-                "      encoding: confluent\n      schemaRegistry: {{url: \"{}\", timeout: 2s}}",
-                registry.url
-            ),
-        )
-        .replace(
-            "  sink:",
-            &format!(
-                "  errors:\n    onBadRecord: deadLetter\n    deadLetter:\n      delta: {{uri: \"{}-dlq\"}}\n  sink:",
-                p.data
-            ),
+    let (_, pipeline) = manifest(&p, &Kind::Delta, "500ms", 4000);
+    let pipeline = pipeline
+        .avro(json!({
+            "encoding": "confluent",
+            "schemaRegistry": {"url": registry.url, "timeout": "2s"},
+        }))
+        .set(
+            "/spec/errors",
+            json!({
+                "onBadRecord": "deadLetter",
+                "deadLetter": {"delta": {"uri": format!("{}-dlq", p.data)}},
+            }),
         );
-    let mut run = common::Streaming::start(&text);
+    let mut run = common::Streaming::start(&pipeline.yaml());
     run.wait_rows(half as i64, Duration::from_secs(300)).await;
     // Down from now on; the newer writer's records need the registry.
     registry.down_for(s.outage);
@@ -444,5 +426,5 @@ async fn the_registry_unreachable_mid_run_no_dead_letter_then_it_catches_up() {
         .map(|v| v.parse::<i64>().unwrap())
         .sum();
     assert_eq!(dead, 0, "no dead letter");
-    finish_and_verify(&p, &Kind::Delta, &text, n, seed).await;
+    finish_and_verify(&p, &Kind::Delta, &pipeline, n, seed).await;
 }

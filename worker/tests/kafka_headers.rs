@@ -12,6 +12,7 @@ use std::time::Duration;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+use common::manifest::Manifest;
 use spillway_e2e as support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,11 +20,11 @@ async fn header_names_that_are_not_utf8_are_read_not_crashed_on() {
     let bootstrap = support::kafka_bootstrap();
     support::require("kafka", &bootstrap).unwrap();
     let topic = support::unique("raw-header-names");
-    spillway_worker::produce::ensure_topic(&bootstrap, &topic, 1)
+    spillway_worker::tools::produce::ensure_topic(&bootstrap, &topic, 1)
         .await
         .unwrap();
     let mut body = Vec::new();
-    spillway_worker::generate::HsuTestGenerator::new(7)
+    spillway_worker::tools::generate::HsuTestGenerator::new(7)
         .next_event()
         .encode(&mut body);
     let producer: BaseProducer = rdkafka::ClientConfig::new()
@@ -52,31 +53,12 @@ async fn header_names_that_are_not_utf8_are_read_not_crashed_on() {
     producer.flush(Duration::from_secs(30)).unwrap();
 
     let dir = std::env::temp_dir().join(support::unique("raw-header-names"));
-    let text = format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  transform:
-    metadataColumns: [offset, headers]
-  sink:
-    delta: {{uri: "{table}"}}
-  checkpoint: {{uri: "{checkpoint}"}}
-  trigger: {{availableNow: true}}
-"#,
-        schema = spillway_worker::generate::HSUTEST_SCHEMA,
-        table = dir.join("t").display(),
-        checkpoint = dir.join("c").display(),
-    );
+    let text = Manifest::hsutest(&topic)
+        .metadata_columns(&["offset", "headers"])
+        .delta(dir.join("t"))
+        .checkpoint(dir.join("c"))
+        .available_now()
+        .yaml();
     let summary = common::run_available_now(&text).await.unwrap();
     assert_eq!(summary.rows, 3);
     assert_eq!(summary.skipped, 0);

@@ -9,6 +9,8 @@ mod common;
 
 use std::process::{Command, Output};
 
+use common::manifest::Manifest;
+use serde_json::json;
 use spillway_e2e as support;
 
 fn maintain(args: &[&str]) -> Output {
@@ -67,36 +69,20 @@ async fn optimize_compacts_and_vacuum_deletes_only_old_unreferenced_files() {
     let manifest = dir.join("pipeline.yaml");
     std::fs::write(
         &manifest,
-        format!(
-            r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-      maxRecordsPerBatch: 1000
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  transform:
-    metadataColumns: [partition, offset]
-  sink:
-    delta: {{uri: "{table}"}}
-  checkpoint: {{uri: "{checkpoint}"}}
-  trigger: {{availableNow: true}}
-  maintenance:
-    optimize: {{schedule: "0 * * * *", targetFileSize: 104857600}}
-    vacuum: {{schedule: "30 3 * * *"}}
-"#,
-            bootstrap = support::kafka_bootstrap(),
-            schema = spillway_worker::generate::HSUTEST_SCHEMA,
-            table = table_dir.display(),
-            checkpoint = dir.join("c").display(),
-        ),
+        Manifest::hsutest(&topic)
+            .kafka("maxRecordsPerBatch", 1000)
+            .metadata_columns(&["partition", "offset"])
+            .delta(&table_dir)
+            .checkpoint(dir.join("c"))
+            .available_now()
+            .set(
+                "/spec/maintenance",
+                json!({
+                    "optimize": {"schedule": "0 * * * *", "targetFileSize": 104_857_600},
+                    "vacuum": {"schedule": "30 3 * * *"},
+                }),
+            )
+            .yaml(),
     )
     .unwrap();
     let text = std::fs::read_to_string(&manifest).unwrap();

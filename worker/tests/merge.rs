@@ -9,6 +9,8 @@ mod common;
 use std::time::Duration;
 
 use apache_avro::types::Value;
+use common::manifest::Manifest;
+use serde_json::json;
 use spillway_e2e as support;
 
 const SCHEMA: &str = r#"{"type":"record","name":"MovieRating","fields":[{"name":"event_id","type":"string"},{"name":"user_id","type":"long"},{"name":"movie_id","type":"long"},{"name":"rating","type":"double"},{"name":"event_time","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
@@ -38,44 +40,27 @@ async fn send(topic: &str, events: &[(&str, f64, i64)]) {
     common::send_in_order(topic, &records).await;
 }
 
-fn manifest(topic: &str, dir: &std::path::Path) -> String {
-    format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{SCHEMA}'
-  transform:
-    sql: SELECT *, CAST(event_time AS DATE) AS event_date FROM batch
-    metadataColumns: [offset]
-  eventTime:
-    column: event_time
-    allowedLateness: 120h
-  sink:
-    delta:
-      uri: "{table}"
-      mode: merge
-      partitionBy: [event_date]
-      merge:
-        keys: [event_id]
-        orderBy: event_time
-  checkpoint:
-    uri: "{checkpoint}"
-  trigger:
-    availableNow: true
-"#,
-        bootstrap = support::kafka_bootstrap(),
-        table = dir.join("t").display(),
-        checkpoint = dir.join("c").display(),
-    )
+/// The movie-ratings pipeline, `availableNow`.
+fn manifest(topic: &str, dir: &std::path::Path) -> Manifest {
+    Manifest::new(topic)
+        .raw_avro(SCHEMA)
+        .set(
+            "/spec/transform/sql",
+            "SELECT *, CAST(event_time AS DATE) AS event_date FROM batch",
+        )
+        .metadata_columns(&["offset"])
+        .set(
+            "/spec/eventTime",
+            json!({"column": "event_time", "allowedLateness": "120h"}),
+        )
+        .sink(json!({"delta": {
+            "uri": dir.join("t").display().to_string(),
+            "mode": "merge",
+            "partitionBy": ["event_date"],
+            "merge": {"keys": ["event_id"], "orderBy": "event_time"},
+        }}))
+        .checkpoint(dir.join("c"))
+        .available_now()
 }
 
 /// event_id → (rating, event_time ms), read with the Python deltalake package.
@@ -95,11 +80,11 @@ os._exit(0)
 async fn merge_keeps_the_latest_row_per_key_and_discards_late_events() {
     support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("ratings");
-    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+    spillway_worker::tools::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
         .await
         .unwrap();
     let dir = std::env::temp_dir().join(support::unique("ratings"));
-    let text = manifest(&topic, &dir);
+    let text = manifest(&topic, &dir).yaml();
 
     // First batch: e1 is updated within the batch; the table is created by it.
     send(
@@ -156,11 +141,11 @@ async fn merge_keeps_the_latest_row_per_key_and_discards_late_events() {
 async fn merge_scans_only_the_dates_at_or_after_the_watermark() {
     support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("ratings-prune");
-    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+    spillway_worker::tools::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
         .await
         .unwrap();
     let dir = std::env::temp_dir().join(support::unique("ratings-prune"));
-    let text = manifest(&topic, &dir);
+    let text = manifest(&topic, &dir).yaml();
     const DAY: i64 = 24 * HOUR;
     // Ten days of events, one partition (event_date) each.
     let ids: Vec<String> = (0..10).map(|d| format!("d{d}")).collect();
@@ -198,7 +183,7 @@ async fn send_many(topic: &str, events: &[(String, f64, i64)]) {
 async fn a_merge_pipeline_killed_mid_stream_never_applies_an_old_batch_again() {
     support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique("ratings-kill");
-    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+    spillway_worker::tools::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
         .await
         .unwrap();
     let dir = std::env::temp_dir().join(support::unique("ratings-kill"));
@@ -212,18 +197,16 @@ async fn a_merge_pipeline_killed_mid_stream_never_applies_an_old_batch_again() {
         .collect();
     send_many(&topic, &events).await;
     let streaming = manifest(&topic, &dir)
-        .replace("        orderBy: event_time\n", "")
-        .replace("  eventTime:\n    column: event_time\n    allowedLateness: 120h\n", "")
-        .replace(
-            "  trigger:\n    availableNow: true\n",
-            "  trigger:\n    interval: 300ms\n",
-        )
-        .replace(
-            "      topics: [",
-            "      maxRecordsPerBatch: 700\n      properties: {session.timeout.ms: \"6000\", heartbeat.interval.ms: \"1000\"}\n      topics: [",
+        .remove("/spec/sink/delta/merge/orderBy")
+        .remove("/spec/eventTime")
+        .interval("300ms")
+        .kafka("maxRecordsPerBatch", 700)
+        .kafka(
+            "properties",
+            json!({"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}),
         );
     let file = dir.join("pipeline.yaml");
-    std::fs::write(&file, &streaming).unwrap();
+    std::fs::write(&file, streaming.yaml()).unwrap();
 
     let (f, d) = (file.clone(), dir.clone());
     tokio::task::spawn_blocking(move || {
@@ -253,12 +236,9 @@ async fn a_merge_pipeline_killed_mid_stream_never_applies_an_old_batch_again() {
     .await
     .unwrap();
 
-    let rest = common::run_available_now(&streaming.replace(
-        "  trigger:\n    interval: 300ms\n",
-        "  trigger:\n    availableNow: true\n",
-    ))
-    .await
-    .unwrap();
+    let rest = common::run_available_now(&streaming.available_now().yaml())
+        .await
+        .unwrap();
     assert!(
         (rest.rows as u64) < (keys * rounds) as u64,
         "the killed runs merged part of the stream"

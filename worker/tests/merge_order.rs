@@ -8,6 +8,8 @@
 mod common;
 
 use apache_avro::types::Value;
+use common::manifest::Manifest;
+use serde_json::json;
 use spillway_e2e as support;
 use spillway_e2e::registry::RegistryFixture;
 
@@ -31,31 +33,23 @@ fn confluent(id: u32, body: Vec<u8>) -> Vec<u8> {
     out
 }
 
-fn manifest(topic: &str, format: &str, merge: &str, dir: &std::path::Path) -> String {
-    format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-  format:
-    avro:
-{format}
-  sink:
-    delta:
-      uri: "{table}"
-      mode: merge
-      merge: {merge}
-  checkpoint: {{uri: "{checkpoint}"}}
-  trigger: {{availableNow: true}}
-"#,
-        bootstrap = support::kafka_bootstrap(),
-        table = dir.join("t").display(),
-        checkpoint = dir.join("c").display(),
-    )
+/// A merge pipeline with `avro` as `spec.format.avro` and `merge` as the sink's `merge`.
+fn manifest(
+    topic: &str,
+    avro: serde_json::Value,
+    merge: serde_json::Value,
+    dir: &std::path::Path,
+) -> String {
+    Manifest::new(topic)
+        .avro(avro)
+        .sink(json!({"delta": {
+            "uri": dir.join("t").display().to_string(),
+            "mode": "merge",
+            "merge": merge,
+        }}))
+        .checkpoint(dir.join("c"))
+        .available_now()
+        .yaml()
 }
 
 /// (sensor, value) rows of the table, sorted.
@@ -75,7 +69,7 @@ os._exit(0)
 async fn topic(prefix: &str) -> String {
     support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let topic = support::unique(prefix);
-    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+    spillway_worker::tools::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
         .await
         .unwrap();
     topic
@@ -109,11 +103,12 @@ async fn the_last_record_wins_across_writer_schemas_in_one_batch() {
     let records: Vec<_> = records.into_iter().map(|r| (None, r)).collect();
     common::send_in_order(&topic, &records).await;
     let dir = std::env::temp_dir().join(support::unique("merge-order"));
-    let format = format!(
-        "      encoding: confluent\n      schemaRegistry: {{url: \"{}\"}}\n      readerSchema: {{inline: '{V1}'}}",
-        registry.url
-    );
-    let text = manifest(&topic, &format, "{keys: [sensor]}", &dir);
+    let avro = json!({
+        "encoding": "confluent",
+        "schemaRegistry": {"url": registry.url},
+        "readerSchema": {"inline": V1},
+    });
+    let text = manifest(&topic, avro, json!({"keys": ["sensor"]}), &dir);
     // Five records in, one row per key out.
     assert_eq!(common::run_available_now(&text).await.unwrap().rows, 2);
     assert_eq!(rows(&dir), vec![("s1".into(), 3.0), ("s2".into(), 2.0)]);
@@ -123,8 +118,13 @@ async fn the_last_record_wins_across_writer_schemas_in_one_batch() {
 async fn a_null_order_by_is_older_than_any_value() {
     let topic = topic("merge-null").await;
     let dir = std::env::temp_dir().join(support::unique("merge-null"));
-    let format = format!("      encoding: raw\n      writerSchema: {{inline: '{WITH_TS}'}}");
-    let text = manifest(&topic, &format, "{keys: [sensor], orderBy: ts}", &dir);
+    let avro = json!({"encoding": "raw", "writerSchema": {"inline": WITH_TS}});
+    let text = manifest(
+        &topic,
+        avro,
+        json!({"keys": ["sensor"], "orderBy": "ts"}),
+        &dir,
+    );
     let reading = |sensor: &str, value: f64, ts: Option<i64>| {
         let ts = match ts {
             Some(t) => Value::Union(1, Box::new(Value::Long(t))),

@@ -14,10 +14,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::manifest::Manifest;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
 use spillway_e2e::observability::{Exposition, OPERATOR_PREFIX, referenced_metrics, repo_root};
 
 /// Series a run has only once their event happened (a bad record, `spec.eventTime`).
@@ -150,9 +154,9 @@ async fn the_demo_exports_the_dashboards_and_alerts_metrics() {
 
 /// Produces HsuTestEvents into `topic` (one partition), every tenth one truncated.
 async fn produce_with_poison(topic: &str) {
-    use spillway_worker::generate::HsuTestGenerator;
+    use spillway_worker::tools::generate::HsuTestGenerator;
     let bootstrap = spillway_e2e::kafka_bootstrap();
-    spillway_worker::produce::ensure_topic(&bootstrap, topic, 1)
+    spillway_worker::tools::produce::ensure_topic(&bootstrap, topic, 1)
         .await
         .unwrap();
     let producer: FutureProducer = rdkafka::ClientConfig::new()
@@ -189,46 +193,31 @@ async fn a_worker_with_dead_letters_and_event_time_exports_every_metric_used() {
     let dir = std::env::temp_dir().join(spillway_e2e::unique("spillway-contract-run"));
     std::fs::create_dir_all(&dir).unwrap();
     let manifest = dir.join("pipeline.yaml");
+    let dead_letters = dir.join("dead-letters").display().to_string();
     std::fs::write(
         &manifest,
-        format!(
-            r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: contract}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-      startingOffsets: earliest
-      properties: {{session.timeout.ms: "10000", max.poll.interval.ms: "10000"}}
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  sink:
-    delta:
-      uri: "{table}"
-  checkpoint:
-    uri: "{checkpoint}"
-  trigger:
-    interval: 1s
-  eventTime:
-    column: ts
-    allowedLateness: 1h
-  errors:
-    onBadRecord: deadLetter
-    deadLetter:
-      delta:
-        uri: "{dlq}"
-"#,
-            bootstrap = spillway_e2e::kafka_bootstrap(),
-            schema = spillway_worker::generate::HSUTEST_SCHEMA,
-            table = dir.join("table").display(),
-            checkpoint = dir.join("checkpoint").display(),
-            dlq = dir.join("dead-letters").display(),
-        ),
+        Manifest::hsutest(&topic)
+            .name("contract")
+            .kafka("startingOffsets", "earliest")
+            .kafka(
+                "properties",
+                json!({"session.timeout.ms": "10000", "max.poll.interval.ms": "10000"}),
+            )
+            .delta(dir.join("table"))
+            .checkpoint(dir.join("checkpoint"))
+            .interval("1s")
+            .set(
+                "/spec/eventTime",
+                json!({"column": "ts", "allowedLateness": "1h"}),
+            )
+            .set(
+                "/spec/errors",
+                json!({
+                    "onBadRecord": "deadLetter",
+                    "deadLetter": {"delta": {"uri": dead_letters}},
+                }),
+            )
+            .yaml(),
     )
     .unwrap();
 

@@ -12,6 +12,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use apache_avro::types::Value;
+use common::manifest::Manifest;
+use serde_json::json;
 use spillway_e2e as support;
 
 /// The users (the partition column), in offset order.
@@ -29,7 +31,8 @@ fn users() -> Vec<String> {
 }
 
 fn record(user: &str, i: i64) -> Vec<u8> {
-    let schema = apache_avro::Schema::parse_str(spillway_worker::generate::HSUTEST_SCHEMA).unwrap();
+    let schema =
+        apache_avro::Schema::parse_str(spillway_worker::tools::generate::HSUTEST_SCHEMA).unwrap();
     let fields = vec![
         ("user".to_string(), Value::String(user.to_string())),
         ("event".to_string(), Value::String("click".into())),
@@ -39,38 +42,20 @@ fn record(user: &str, i: i64) -> Vec<u8> {
     apache_avro::to_avro_datum(&schema, Value::Record(fields)).unwrap()
 }
 
+/// `sink` is `delta` or `parquet`.
 fn manifest(topic: &str, dir: &std::path::Path, sink: &str) -> String {
-    format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  transform:
-    metadataColumns: [offset]
-  sink:
-    {sink}: {{uri: "{data}", partitionBy: [user]}}
-  checkpoint: {{uri: "{checkpoint}"}}
-  trigger: {{availableNow: true}}
-  errors:
-    onBadRecord: deadLetter
-    deadLetter:
-      delta: {{uri: "{dead}"}}
-"#,
-        bootstrap = support::kafka_bootstrap(),
-        schema = spillway_worker::generate::HSUTEST_SCHEMA,
-        data = dir.join("data").display(),
-        checkpoint = dir.join("c").display(),
-        dead = dir.join("dlq").display(),
-    )
+    let data = dir.join("data").display().to_string();
+    let dead = dir.join("dlq").display().to_string();
+    Manifest::hsutest(topic)
+        .metadata_columns(&["offset"])
+        .sink(json!({sink: {"uri": data, "partitionBy": ["user"]}}))
+        .checkpoint(dir.join("c"))
+        .available_now()
+        .set(
+            "/spec/errors",
+            json!({"onBadRecord": "deadLetter", "deadLetter": {"delta": {"uri": dead}}}),
+        )
+        .yaml()
 }
 
 const READ: &str = r#"

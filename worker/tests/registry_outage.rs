@@ -11,6 +11,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::manifest::Manifest;
+use serde_json::json;
 use spillway_e2e as support;
 use spillway_e2e::registry::RegistryFixture;
 
@@ -44,35 +46,21 @@ async fn setup(prefix: &str, n: u64) -> (RegistryFixture, String, std::path::Pat
 }
 
 fn manifest(topic: &str, registry: &str, dir: &std::path::Path) -> String {
-    format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-  format:
-    avro:
-      encoding: confluent
-      schemaRegistry: {{url: "{registry}", timeout: 2s}}
-  transform:
-    metadataColumns: [partition, offset]
-  sink:
-    delta: {{uri: "{table}"}}
-  checkpoint: {{uri: "{checkpoint}"}}
-  trigger: {{availableNow: true}}
-  errors:
-    onBadRecord: deadLetter
-    deadLetter:
-      delta: {{uri: "{dead}"}}
-"#,
-        bootstrap = support::kafka_bootstrap(),
-        table = dir.join("t").display(),
-        checkpoint = dir.join("c").display(),
-        dead = dir.join("dlq").display(),
-    )
+    let dead = dir.join("dlq").display().to_string();
+    Manifest::new(topic)
+        .avro(json!({
+            "encoding": "confluent",
+            "schemaRegistry": {"url": registry, "timeout": "2s"},
+        }))
+        .metadata_columns(&["partition", "offset"])
+        .delta(dir.join("t"))
+        .checkpoint(dir.join("c"))
+        .available_now()
+        .set(
+            "/spec/errors",
+            json!({"onBadRecord": "deadLetter", "deadLetter": {"delta": {"uri": dead}}}),
+        )
+        .yaml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,9 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::manifest::Manifest;
+use serde_json::json;
 use spillway_e2e as support;
 
 fn committed_offsets(progress: &serde_json::Value) -> i64 {
@@ -52,12 +56,24 @@ async fn sigterm_commits_the_open_batch_and_exits_zero() {
     let dir = std::env::temp_dir().join(support::unique("run-cli"));
     std::fs::create_dir_all(&dir).unwrap();
     let manifest = dir.join("pipeline.yaml");
+    // Relative paths, resolved against the manifest's directory.
     std::fs::write(
         &manifest,
-        format!(
-            "apiVersion: spillway.dev/v1alpha1\nkind: StreamingPipeline\nmetadata: {{name: {topic}}}\nspec:\n  source:\n    kafka:\n      bootstrapServers: \"{}\"\n      topics: [{topic}]\n      maxRecordsPerBatch: 1000\n      properties: {{session.timeout.ms: \"10000\", max.poll.interval.ms: \"10000\"}}\n  format:\n    avro:\n      encoding: raw\n      writerSchema: {{file: ../../config/schemas/hsutest.avsc}}\n  transform:\n    metadataColumns: [partition, offset]\n  sink:\n    delta: {{uri: table}}\n  checkpoint: {{uri: checkpoint}}\n  trigger: {{interval: 1h}}\n",
-            support::kafka_bootstrap()
-        ),
+        Manifest::hsutest(&topic)
+            .kafka("maxRecordsPerBatch", 1000)
+            .kafka(
+                "properties",
+                json!({"session.timeout.ms": "10000", "max.poll.interval.ms": "10000"}),
+            )
+            .set(
+                "/spec/format/avro/writerSchema",
+                json!({"file": "../../config/schemas/hsutest.avsc"}),
+            )
+            .metadata_columns(&["partition", "offset"])
+            .delta("table")
+            .checkpoint("checkpoint")
+            .interval("1h")
+            .yaml(),
     )
     .unwrap();
     // The schema file path is relative to the manifest: copy the schemas next to it.

@@ -9,6 +9,8 @@
 mod common;
 
 use apache_avro::types::Value;
+use common::manifest::Manifest;
+use serde_json::json;
 use spillway_e2e as support;
 use spillway_e2e::registry::RegistryFixture;
 
@@ -40,7 +42,7 @@ async fn setup(prefix: &str) -> (RegistryFixture, String, (u32, u32), std::path:
     support::require("kafka", &support::kafka_bootstrap()).unwrap();
     let registry = RegistryFixture::start().await.unwrap();
     let topic = support::unique(prefix);
-    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
+    spillway_worker::tools::produce::ensure_topic(&support::kafka_bootstrap(), &topic, 1)
         .await
         .unwrap();
     let ids = (
@@ -52,33 +54,15 @@ async fn setup(prefix: &str) -> (RegistryFixture, String, (u32, u32), std::path:
 }
 
 fn manifest(topic: &str, registry: &str, dir: &std::path::Path, evolution: &str) -> String {
-    format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-  format:
-    avro:
-      encoding: confluent
-      schemaRegistry: {{url: "{registry}"}}
-  transform:
-    metadataColumns: [offset]
-  sink:
-    delta:
-      uri: "{table}"
-      schemaEvolution: {evolution}
-  checkpoint: {{uri: "{checkpoint}"}}
-  trigger: {{availableNow: true}}
-  errors: {{onBadRecord: skip}}
-"#,
-        bootstrap = support::kafka_bootstrap(),
-        table = dir.join("t").display(),
-        checkpoint = dir.join("c").display(),
-    )
+    Manifest::new(topic)
+        .avro(json!({"encoding": "confluent", "schemaRegistry": {"url": registry}}))
+        .metadata_columns(&["offset"])
+        .delta(dir.join("t"))
+        .set("/spec/sink/delta/schemaEvolution", evolution)
+        .checkpoint(dir.join("c"))
+        .available_now()
+        .set("/spec/errors", json!({"onBadRecord": "skip"}))
+        .yaml()
 }
 
 /// Columns at version 0, columns now, and the rows (offset, unit) now.

@@ -9,33 +9,16 @@ mod common;
 
 use std::path::Path;
 
+use common::manifest::Manifest;
 use spillway_e2e as support;
 use spillway_worker::engine::EngineError;
 
-fn manifest(name: &str, topic: &str, sink: &str, checkpoint: &Path) -> String {
-    format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {name}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  sink:
-    {sink}
-  checkpoint: {{uri: "{checkpoint}"}}
-  trigger: {{availableNow: true}}
-"#,
-        bootstrap = support::kafka_bootstrap(),
-        schema = spillway_worker::generate::HSUTEST_SCHEMA,
-        checkpoint = checkpoint.display(),
-    )
+/// The pipeline `name` of `topic`, without its sink.
+fn manifest(name: &str, topic: &str, checkpoint: &Path) -> Manifest {
+    Manifest::hsutest(topic)
+        .name(name)
+        .checkpoint(checkpoint)
+        .available_now()
 }
 
 fn rows_in_delta(table: &Path) -> u64 {
@@ -52,12 +35,15 @@ async fn a_renamed_pipeline_is_refused_by_the_table_of_the_old_one() {
     common::produce(&support::kafka_bootstrap(), &topic, 500, 1, &[]);
     let dir = std::env::temp_dir().join(support::unique("owned-delta"));
     let table = dir.join("t");
-    let sink = format!("delta: {{uri: \"{}\"}}", table.display());
 
-    let first = manifest(&topic, &topic, &sink, &dir.join("c"));
+    let first = manifest(&topic, &topic, &dir.join("c"))
+        .delta(&table)
+        .yaml();
     assert_eq!(common::run_available_now(&first).await.unwrap().rows, 500);
     // Renamed: another group id, another checkpoint, the same table.
-    let renamed = manifest(&format!("{topic}-renamed"), &topic, &sink, &dir.join("c2"));
+    let renamed = manifest(&format!("{topic}-renamed"), &topic, &dir.join("c2"))
+        .delta(&table)
+        .yaml();
     let err = common::run_available_now(&renamed).await.unwrap_err();
     let text = err.to_string();
     assert!(
@@ -78,11 +64,14 @@ async fn a_parquet_dataset_refuses_a_new_checkpoint() {
     common::produce(&support::kafka_bootstrap(), &topic, 500, 2, &[]);
     let dir = std::env::temp_dir().join(support::unique("owned-parquet"));
     let data = dir.join("d");
-    let sink = format!("parquet: {{uri: \"{}\"}}", data.display());
 
-    let first = manifest(&topic, &topic, &sink, &dir.join("c"));
+    let first = manifest(&topic, &topic, &dir.join("c"))
+        .parquet(&data)
+        .yaml();
     assert_eq!(common::run_available_now(&first).await.unwrap().rows, 500);
-    let moved = manifest(&topic, &topic, &sink, &dir.join("c-new"));
+    let moved = manifest(&topic, &topic, &dir.join("c-new"))
+        .parquet(&data)
+        .yaml();
     let text = common::run_available_now(&moved)
         .await
         .unwrap_err()

@@ -16,9 +16,9 @@ use spillway_api::KafkaSource as KafkaSpec;
 use spillway_e2e as support;
 use spillway_e2e::registry::RegistryFixture;
 use spillway_worker::format::ValueDecoder;
-use spillway_worker::generate::HsuTestGenerator;
 use spillway_worker::secrets::MapSecrets;
 use spillway_worker::source::{Accept, Assignment, KafkaSource, Positions, TopicPartition, config};
+use spillway_worker::tools::generate::HsuTestGenerator;
 
 fn produce(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_spillway"))
@@ -165,7 +165,7 @@ async fn raw_records_decode_with_exact_values() {
     ]);
     let format = format_spec(&format!(
         "{{encoding: raw, writerSchema: {{inline: '{}'}}}}",
-        spillway_worker::generate::HSUTEST_SCHEMA
+        spillway_worker::tools::generate::HSUTEST_SCHEMA
     ));
     let mut decoder = ValueDecoder::new(&format, std::path::Path::new("."), None)
         .await
@@ -244,7 +244,7 @@ fn confluent(id: u32, schema: &str, fields: Vec<(&str, apache_avro::types::Value
 
 async fn send_all(topic: &str, partitions: i32, payloads: &[Vec<u8>]) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    spillway_worker::produce::ensure_topic(&support::kafka_bootstrap(), topic, partitions)
+    spillway_worker::tools::produce::ensure_topic(&support::kafka_bootstrap(), topic, partitions)
         .await
         .unwrap();
     let producer: FutureProducer = rdkafka::ClientConfig::new()

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::manifest::Manifest;
 use spillway_e2e as support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,32 +18,13 @@ async fn latest_is_resolved_once_and_kept_across_a_restart_before_the_first_comm
     // 100 records before the pipeline exists: `latest` skips them.
     common::produce(&bootstrap, &topic, 100, 1, &[]);
     let dir = std::env::temp_dir().join(support::unique("latest-kept"));
-    let text = format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-      startingOffsets: latest
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  transform:
-    metadataColumns: [offset]
-  sink:
-    delta: {{uri: "{table}"}}
-  checkpoint: {{uri: "{checkpoint}"}}
-  trigger: {{availableNow: true}}
-"#,
-        schema = spillway_worker::generate::HSUTEST_SCHEMA,
-        table = dir.join("t").display(),
-        checkpoint = dir.join("c").display(),
-    );
+    let text = Manifest::hsutest(&topic)
+        .kafka("startingOffsets", "latest")
+        .metadata_columns(&["offset"])
+        .delta(dir.join("t"))
+        .checkpoint(dir.join("c"))
+        .available_now()
+        .yaml();
     // The first run starts at 100, finds nothing to read and commits nothing (a new table
     // cannot record positions without rows) — like a worker that dies before its first
     // commit.

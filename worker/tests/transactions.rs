@@ -13,6 +13,7 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 mod common;
 
+use common::manifest::Manifest;
 use spillway_e2e as support;
 
 const PARTITIONS: i32 = 2;
@@ -21,34 +22,14 @@ const PER_ROUND: usize = 200;
 const CHUNK: usize = 20;
 
 fn manifest_text(topic: &str, dir: &std::path::Path) -> String {
-    format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {topic}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-      onDataLoss: fail
-      maxRecordsPerBatch: 500
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  transform:
-    metadataColumns: [partition, offset]
-  sink:
-    delta: {{uri: "{table}"}}
-  checkpoint: {{uri: "{checkpoint}"}}
-  trigger: {{availableNow: true}}
-"#,
-        bootstrap = support::kafka_bootstrap(),
-        schema = spillway_worker::generate::HSUTEST_SCHEMA,
-        table = dir.join("t").display(),
-        checkpoint = dir.join("c").display(),
-    )
+    Manifest::hsutest(topic)
+        .kafka("onDataLoss", "fail")
+        .kafka("maxRecordsPerBatch", 500)
+        .metadata_columns(&["partition", "offset"])
+        .delta(dir.join("t"))
+        .checkpoint(dir.join("c"))
+        .available_now()
+        .yaml()
 }
 
 fn transactional(id: &str) -> FutureProducer {
@@ -71,7 +52,7 @@ async fn interleaved_round(
     b: &FutureProducer,
     seed: u64,
 ) -> [BTreeSet<(i32, i64)>; 2] {
-    let mut g = spillway_worker::generate::HsuTestGenerator::new(seed);
+    let mut g = spillway_worker::tools::generate::HsuTestGenerator::new(seed);
     let mut sent = [BTreeSet::new(), BTreeSet::new()];
     for chunk in 0..PER_ROUND / CHUNK {
         let (who, producer) = if chunk % 2 == 0 { (0, a) } else { (1, b) };

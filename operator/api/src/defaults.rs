@@ -9,6 +9,13 @@
 pub const REPLICAS: i32 = 1;
 /// Spark's `maxOffsetsPerTrigger`: records per micro-batch at most.
 pub const MAX_RECORDS_PER_BATCH: i64 = 500_000;
+/// Key and value bytes per micro-batch at most (256 MiB).
+pub const MAX_BYTES_PER_BATCH: i64 = 256 * 1024 * 1024;
+/// Smallest `maxBytesPerBatch` accepted (1 MiB).
+pub const MIN_BYTES_PER_BATCH: i64 = 1024 * 1024;
+/// Largest `maxBytesPerBatch` accepted (1 GiB): a batch's one record past it stays below
+/// Arrow's 2 GiB per column.
+pub const MAX_BYTES_PER_BATCH_LIMIT: i64 = 1024 * 1024 * 1024;
 /// Trigger interval when neither `interval` nor `availableNow` is set.
 pub const TRIGGER_INTERVAL: &str = "10s";
 /// Lateness allowed behind the maximum event time before rows are dropped.
@@ -29,6 +36,9 @@ pub(crate) fn replicas() -> i32 {
 }
 pub(crate) fn max_records_per_batch() -> i64 {
     MAX_RECORDS_PER_BATCH
+}
+pub(crate) fn max_bytes_per_batch() -> i64 {
+    MAX_BYTES_PER_BATCH
 }
 pub(crate) fn registry_timeout() -> String {
     REGISTRY_TIMEOUT.to_string()

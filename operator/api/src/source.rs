@@ -68,6 +68,13 @@ pub struct KafkaSource {
     #[serde(default = "defaults::max_records_per_batch")]
     #[schemars(range(min = 1))]
     pub max_records_per_batch: i64,
+    /// A micro-batch also closes before its records' key and value bytes would pass this
+    /// many (1 MiB to 1 GiB; default 256 MiB), so memory stays bounded and no column of a
+    /// batch can reach Arrow's 2 GiB limit. A single record larger than this still goes
+    /// through, in a batch of its own.
+    #[serde(default = "defaults::max_bytes_per_batch")]
+    #[schemars(range(min = 1_048_576, max = 1_073_741_824))]
+    pub max_bytes_per_batch: i64,
     /// Spark's `failOnDataLoss`: what to do when offsets the pipeline still needed were
     /// deleted from Kafka (retention) before they were read. Never a silent reset.
     #[serde(default)]

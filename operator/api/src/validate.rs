@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::rules::{self, CelRule};
 use crate::{
     AvroEncoding, DeltaMode, OnBadRecord, SchemaSource, SecurityProtocol, StartingOffsets,
-    StreamingPipelineSpec,
+    StreamingPipelineSpec, defaults,
 };
 
 /// One problem of a spec, at a field path such as `spec.source.kafka.topics`.
@@ -316,6 +316,14 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
     }
     if k.max_records_per_batch < 1 {
         c.fail(format!("{kp}.maxRecordsPerBatch"), "must be 1 or more");
+    }
+    if !(defaults::MIN_BYTES_PER_BATCH..=defaults::MAX_BYTES_PER_BATCH_LIMIT)
+        .contains(&k.max_bytes_per_batch)
+    {
+        c.fail(
+            format!("{kp}.maxBytesPerBatch"),
+            "must be between 1048576 (1 MiB) and 1073741824 (1 GiB)",
+        );
     }
     if let Some(props) = &k.properties {
         const MANAGED: &[&str] = &[

@@ -22,9 +22,9 @@ use tracing::{info, warn};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::format::{BadRecord, FormatError, ValueDecoder};
 use crate::manifest::LoadedPipeline;
-use crate::metrics::WorkerMetrics;
-use crate::progress::{ProgressState, WorkerConditionType};
 use crate::secrets::SecretSource;
+use crate::serve::metrics::WorkerMetrics;
+use crate::serve::progress::{ProgressState, WorkerConditionType};
 use crate::sink::delta::{DeltaSink, DeltaSinkError};
 use crate::sink::parquet::ParquetSink;
 use crate::sink::{Sink, SinkError};
@@ -83,6 +83,28 @@ pub enum EngineError {
     Unsupported(&'static str),
 }
 
+impl EngineError {
+    /// The worker condition this error sets, with its reason: `DataLoss` for offsets deleted
+    /// before they were read (`onDataLoss: fail`); `SchemaError` for a schema that cannot be
+    /// read, or a record whose writer schema is unknown or cannot be read as the reader
+    /// schema (`onBadRecord: fail`); else `Failed`, with the error's variant as reason.
+    pub fn condition(&self) -> (WorkerConditionType, &'static str) {
+        match self {
+            Self::Source(SourceError::DataLoss { .. }) => {
+                (WorkerConditionType::DataLoss, "DataLoss")
+            }
+            Self::BadRecord {
+                reason: "SchemaIncompatible" | "UnknownSchemaId",
+                ..
+            }
+            | Self::Format(FormatError::Schema { .. } | FormatError::SchemaSource { .. }) => {
+                (WorkerConditionType::SchemaError, "SchemaError")
+            }
+            e => (WorkerConditionType::Failed, e.into()),
+        }
+    }
+}
+
 impl From<DeltaSinkError> for EngineError {
     fn from(e: DeltaSinkError) -> Self {
         Self::Sink(e.into())
@@ -136,6 +158,8 @@ struct Pending {
     start: BTreeMap<TopicPartition, i64>,
     next: BTreeMap<TopicPartition, i64>,
     records: i64,
+    /// Key and value bytes of the records so far (`maxBytesPerBatch`).
+    bytes: i64,
     bad: i64,
     opened: Option<Instant>,
     decode: Duration,
@@ -167,6 +191,12 @@ impl Pending {
         self.records += 1;
         self.opened.get_or_insert_with(Instant::now);
     }
+
+    /// Whether a record of `bytes` would take a batch that has records past `cap`: the batch
+    /// closes first. A record larger than `cap` thus goes through in a batch of its own.
+    fn overflows(&self, bytes: i64, cap: i64) -> bool {
+        self.records > 0 && self.bytes + bytes > cap
+    }
 }
 
 fn offsets(m: &BTreeMap<TopicPartition, i64>) -> spillway_api::TopicOffsets {
@@ -181,7 +211,8 @@ fn offsets(m: &BTreeMap<TopicPartition, i64>) -> spillway_api::TopicOffsets {
 
 /// Runs a pipeline until shutdown (or, with `availableNow`, until the end offsets seen at
 /// start are committed). Data loss with `onDataLoss: fail` — found when partitions are
-/// positioned or at a gap mid-stream — also sets the `DataLoss` condition.
+/// positioned or at a gap mid-stream — also sets the `DataLoss` condition, and a schema
+/// failure the `SchemaError` condition ([`EngineError::condition`]).
 pub async fn run(
     loaded: &LoadedPipeline,
     opts: RunOptions,
@@ -189,8 +220,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<RunSummary, EngineError> {
     let result = run_loop(loaded, opts, progress.clone(), shutdown).await;
-    if let Err(EngineError::Source(e @ SourceError::DataLoss { .. })) = &result {
-        progress.condition(WorkerConditionType::DataLoss, "DataLoss", &e.to_string());
+    if let Err(e) = &result
+        && let (kind @ (WorkerConditionType::DataLoss | WorkerConditionType::SchemaError), reason) =
+            e.condition()
+    {
+        progress.condition(kind, reason, &e.to_string());
     }
     result
 }
@@ -250,6 +284,7 @@ async fn run_loop(
         .filter(|d| !d.is_zero())
         .unwrap_or(Duration::from_secs(10));
     let max_records = kafka.max_records_per_batch;
+    let max_bytes = kafka.max_bytes_per_batch;
 
     let store_opts = storage::options(spec.storage.as_ref(), opts.secrets.as_ref())?;
     let checkpoint_url = storage::url(&spec.checkpoint.uri, &loaded.base_dir)?;
@@ -391,7 +426,7 @@ async fn run_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
 
-    loop {
+    'poll: loop {
         let mut close = false;
         let mut stop = false;
         let mut at_end = false;
@@ -403,7 +438,8 @@ async fn run_loop(
                     summary.assignments += 1;
                     sink.claim(&tps).await?;
                     let sink_next = sink.positions(&tps).await?;
-                    let report = position(&source, &checkpoint, &tps, &sink_next).await?;
+                    let report = resolve_start(&source, &checkpoint, &tps, &sink_next).await?;
+                    source.assign_at(&report.next)?;
                     if report.lost > 0 {
                         summary.lost_offsets += report.lost;
                         pending.lost += report.lost;
@@ -428,11 +464,11 @@ async fn run_loop(
             _ = tick.tick() => { close = true; }
             received = source.recv() => match received? {
                 Received::EndOfPartition { .. } => { at_end = true; }
-                Received::Record(msg) => {
+                Received::Record(msg) => 'record: {
                     let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
                     match positions.accept(topic, partition, offset) {
                         Accept::Keep => {}
-                        Accept::Drop | Accept::NotPositioned => continue,
+                        Accept::Drop | Accept::NotPositioned => continue 'poll,
                         Accept::Gap { expected } => {
                             let tp = TopicPartition { topic: topic.to_string(), partition };
                             // Lost: up to the log start, or up to this record if the
@@ -450,11 +486,27 @@ async fn run_loop(
                             positions.advance(topic, partition, offset);
                         }
                     }
+                    let bytes = (msg.payload_len() + msg.key_len()) as i64;
+                    if pending.overflows(bytes, max_bytes) {
+                        // Close the batch without this record and read it again from the
+                        // broker for the next one (a seek drops what was fetched past it).
+                        let tp = TopicPartition { topic: topic.to_string(), partition };
+                        positions.stop(std::slice::from_ref(&tp));
+                        let at = BTreeMap::from([(tp, offset)]);
+                        if source.seek(&at).await?.is_empty() {
+                            positions.start(&at);
+                        } else {
+                            warn!(?at, "a partition being revoked was not repositioned");
+                        }
+                        close = true;
+                        break 'record;
+                    }
                     let topic_idx = match topics.iter().position(|t| t == topic) {
                         Some(i) => i,
                         None => { topics.push(topic.to_string()); topics.len() - 1 }
                     };
                     pending.record(topic, partition, offset);
+                    pending.bytes += bytes;
                     if pending.records == 1 {
                         progress.status("Waiting for next trigger", true, false);
                     }
@@ -481,7 +533,7 @@ async fn run_loop(
                         // Stopped while the registry was out: the open batch, this record
                         // included, is abandoned (nothing past the sink's positions is lost).
                         let _ = decoder.finish()?;
-                        break;
+                        break 'poll;
                     };
                     pending.decode += started.elapsed();
                     if let Err(bad) = outcome {
@@ -498,7 +550,7 @@ async fn run_loop(
                             });
                         }
                     }
-                    if pending.records >= max_records {
+                    if pending.records >= max_records || pending.bytes >= max_bytes {
                         close = true;
                     }
                 }
@@ -578,7 +630,12 @@ async fn run_loop(
                     }
                     let tps: Vec<TopicPartition> = committed.keys().cloned().collect();
                     let sink_next = sink.positions(&tps).await?;
-                    let report = position(&source, &checkpoint, &tps, &sink_next).await?;
+                    let mut report = resolve_start(&source, &checkpoint, &tps, &sink_next).await?;
+                    // A seek, never a re-assign: a zombie's group is often revoking its
+                    // partitions right now (see `KafkaSource::resume`).
+                    for tp in source.seek(&report.next).await? {
+                        report.next.remove(&tp);
+                    }
                     positions = Positions::default();
                     positions.start(&report.next);
                     committed = tps
@@ -665,7 +722,7 @@ async fn decode_waiting(
         }
     };
     if let (Some(p), Some(_)) = (paused, &outcome) {
-        source.resume(p, next)?;
+        source.resume(p, next).await?;
         info!(dropped, "schema registry answered: partitions resumed");
     }
     match outcome {
@@ -760,8 +817,9 @@ async fn all_drained(
 /// Positions `tps` at the sink's next offsets; a partition the sink has no position for
 /// yet starts where the checkpoint recorded (the first start resolved from
 /// `startingOffsets`, kept put-if-absent), so a crash or a rebalance before the first commit
-/// never re-resolves `latest` or a timestamp and skips what arrived meanwhile.
-async fn position(
+/// never re-resolves `latest` or a timestamp and skips what arrived meanwhile. Moves
+/// nothing: the caller assigns or seeks there.
+async fn resolve_start(
     source: &KafkaSource,
     checkpoint: &Checkpoint,
     tps: &[TopicPartition],
@@ -777,7 +835,7 @@ async fn position(
             None => fresh.push(tp.clone()),
         }
     }
-    let report = source.position(tps, &at).await?;
+    let report = source.resolve(tps, &at).await?;
     let mut moved = false;
     for tp in &fresh {
         if let Some(&resolved) = report.next.get(tp) {
@@ -792,7 +850,7 @@ async fn position(
         }
     }
     if moved {
-        return Ok(source.position(tps, &at).await?);
+        return Ok(source.resolve(tps, &at).await?);
     }
     Ok(report)
 }
@@ -1060,4 +1118,54 @@ fn sink_metrics(pending: &Pending) -> BTreeMap<String, String> {
         m.insert(format!("deadLetters.{reason}"), n.to_string());
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_the_conditions_the_operator_reads() {
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let lost = EngineError::Source(SourceError::DataLoss {
+            tp: tp.clone(),
+            from: 0,
+            to: 5,
+        });
+        assert_eq!(
+            lost.condition(),
+            (WorkerConditionType::DataLoss, "DataLoss")
+        );
+        let bad = |reason| EngineError::BadRecord {
+            tp: tp.clone(),
+            offset: 7,
+            reason,
+            message: "m".into(),
+        };
+        for reason in ["SchemaIncompatible", "UnknownSchemaId"] {
+            assert_eq!(
+                bad(reason).condition(),
+                (WorkerConditionType::SchemaError, "SchemaError")
+            );
+        }
+        assert_eq!(
+            bad("Decode").condition(),
+            (WorkerConditionType::Failed, "BadRecord")
+        );
+        let schema = EngineError::Format(FormatError::SchemaSource {
+            what: "writer".into(),
+            message: "no such file".into(),
+        });
+        assert_eq!(
+            schema.condition(),
+            (WorkerConditionType::SchemaError, "SchemaError")
+        );
+        assert_eq!(
+            EngineError::Unsupported("x").condition(),
+            (WorkerConditionType::Failed, "Unsupported")
+        );
+    }
 }

@@ -346,7 +346,7 @@ impl KafkaSource {
     /// Ends a pause: every assigned partition fetches again from `next` (the offset after
     /// the last record the loop took). If a rebalance happened during the pause, nothing is
     /// assigned here: the loop positions the new assignment as it arrives.
-    pub fn resume(
+    pub async fn resume(
         &self,
         paused: Paused,
         next: &BTreeMap<TopicPartition, i64>,
@@ -354,26 +354,58 @@ impl KafkaSource {
         if self.rebalances.load(Ordering::SeqCst) != paused.rebalances {
             return Ok(());
         }
-        // Where the loop has no position for a partition, the consumer's own position.
+        // Where the loop has no position for a partition, the consumer's own position; a
+        // partition with neither has fetched nothing, so the pause dropped nothing of it.
         let consumed = self.consumed()?;
         let assigned = self.consumer.assignment()?;
-        let mut tpl = TopicPartitionList::new();
+        let mut at = BTreeMap::new();
         for e in assigned.elements() {
             let tp = TopicPartition {
                 topic: e.topic().to_string(),
                 partition: e.partition(),
             };
-            let at = next
-                .get(&tp)
-                .or_else(|| consumed.get(&tp))
-                .map_or(Offset::Invalid, |o| Offset::Offset(*o));
-            tpl.add_partition_offset(&tp.topic, tp.partition, at)?;
+            if let Some(o) = next.get(&tp).or_else(|| consumed.get(&tp)) {
+                at.insert(tp, *o);
+            }
         }
-        // An assign at explicit offsets, so what the pause dropped is fetched again; the
-        // pause outlives an assign in librdkafka, so the partitions are resumed as well.
-        self.consumer.assign(&tpl)?;
-        self.consumer.resume(&tpl)?;
+        // A seek, so what the pause dropped is fetched again. Not an assign: an assign
+        // stops every fetcher, and a revocation arriving before those stops complete makes
+        // librdkafka (≤ 2.15) stop a partition twice and abort (confluentinc/librdkafka#5573).
+        let unmoved = self.seek(&at).await?;
+        if !unmoved.is_empty() {
+            // Only a partition being revoked cannot seek; its next assignment positions it.
+            warn!(partitions = ?unmoved, "partitions being revoked were not repositioned");
+        }
+        self.consumer.resume(&assigned)?;
         Ok(())
+    }
+
+    /// Moves the fetch position of assigned partitions to `next` without changing the
+    /// assignment; records fetched before the seek are discarded by librdkafka. Returns the
+    /// partitions that could not seek (stopping or stopped: being revoked).
+    pub async fn seek(
+        &self,
+        next: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<Vec<TopicPartition>, SourceError> {
+        if next.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (tp, o) in next {
+            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*o))?;
+        }
+        let c = self.consumer.clone();
+        let timeout = self.timeout;
+        let done = tokio::task::spawn_blocking(move || c.seek_partitions(tpl, timeout)).await??;
+        Ok(done
+            .elements()
+            .iter()
+            .filter(|e| e.error().is_err())
+            .map(|e| TopicPartition {
+                topic: e.topic().to_string(),
+                partition: e.partition(),
+            })
+            .collect())
     }
 
     /// The consumer's position in each assigned partition: the offset after the last record
@@ -440,9 +472,10 @@ impl KafkaSource {
         )
     }
 
-    /// Seeks newly assigned partitions to the sink's next offsets (or `startingOffsets`
-    /// where the sink has none), checks for data loss, and resumes them.
-    pub async fn position(
+    /// Where `assigned` partitions start: the sink's next offsets (or `startingOffsets`
+    /// where the sink has none), checked for data loss. Moves nothing: the caller assigns
+    /// ([`KafkaSource::assign_at`]) or seeks ([`KafkaSource::seek`]) there.
+    pub async fn resolve(
         &self,
         assigned: &[TopicPartition],
         sink_next: &BTreeMap<TopicPartition, i64>,
@@ -483,13 +516,29 @@ impl KafkaSource {
             debug!(%tp, target, low, high, "positioned partition");
             report.next.insert(tp.clone(), target);
         }
-        // The one assign of this assignment, at explicit offsets (eager protocol: `assigned`
-        // is the whole assignment; the rebalance callback does not assign).
+        Ok(report)
+    }
+
+    /// The one assign of a new assignment, at explicit offsets (eager protocol: `next`
+    /// holds the whole assignment; the rebalance callback does not assign).
+    pub fn assign_at(&self, next: &BTreeMap<TopicPartition, i64>) -> Result<(), SourceError> {
         let mut tpl = TopicPartitionList::new();
-        for (tp, o) in &report.next {
+        for (tp, o) in next {
             tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*o))?;
         }
         self.consumer.assign(&tpl)?;
+        Ok(())
+    }
+
+    /// Positions newly assigned partitions: [`KafkaSource::resolve`], then
+    /// [`KafkaSource::assign_at`].
+    pub async fn position(
+        &self,
+        assigned: &[TopicPartition],
+        sink_next: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<PositionReport, SourceError> {
+        let report = self.resolve(assigned, sink_next).await?;
+        self.assign_at(&report.next)?;
         Ok(report)
     }
 

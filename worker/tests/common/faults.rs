@@ -13,6 +13,8 @@ use arrow_array::types::{Int32Type, Int64Type};
 use spillway_e2e as support;
 use spillway_worker::sink::parquet::ParquetSink;
 
+use super::manifest::Manifest;
+
 /// A small, seeded generator for the kill moments (the seed is printed for reruns).
 pub struct Lcg(u64);
 
@@ -40,41 +42,22 @@ impl Lcg {
     }
 }
 
-/// The pipeline; `sink` is the YAML of `spec.sink`, `trigger` of `spec.trigger`.
-pub fn manifest_text(
-    name: &str,
-    topic: &str,
-    sink: &str,
-    checkpoint: &str,
-    trigger: &str,
-    storage: &str,
-) -> String {
-    format!(
-        r#"apiVersion: spillway.dev/v1alpha1
-kind: StreamingPipeline
-metadata: {{name: {name}}}
-spec:
-  source:
-    kafka:
-      bootstrapServers: "{bootstrap}"
-      topics: [{topic}]
-      maxRecordsPerBatch: 4000
-      properties: {{session.timeout.ms: "6000", max.poll.interval.ms: "10000", heartbeat.interval.ms: "1000"}}
-  format:
-    avro:
-      encoding: raw
-      writerSchema:
-        inline: '{schema}'
-  transform:
-    metadataColumns: [partition, offset]
-  sink: {sink}
-  checkpoint:
-    uri: "{checkpoint}"
-  trigger: {trigger}
-{storage}"#,
-        bootstrap = support::kafka_bootstrap(),
-        schema = spillway_worker::generate::HSUTEST_SCHEMA,
-    )
+/// The kill tests' pipeline `name` of `topic`: batches of at most 4000 records and short
+/// consumer-group timeouts (a killed worker's partitions move within seconds); the sink,
+/// checkpoint and trigger are the test's.
+pub fn kill_test_manifest(name: &str, topic: &str) -> Manifest {
+    Manifest::hsutest(topic)
+        .name(name)
+        .kafka("maxRecordsPerBatch", 4000)
+        .kafka(
+            "properties",
+            serde_json::json!({
+                "session.timeout.ms": "6000",
+                "max.poll.interval.ms": "10000",
+                "heartbeat.interval.ms": "1000",
+            }),
+        )
+        .metadata_columns(&["partition", "offset"])
 }
 
 /// A child process this test started, killed (SIGKILL) and reaped when dropped, so a
@@ -148,7 +131,7 @@ pub struct Digest(pub i64, pub i64, pub i64);
 impl Digest {
     /// The digest of the first `n` events of `seed`, as `spillway produce` writes them.
     pub fn of_generated(seed: u64, n: u64) -> Self {
-        let mut g = spillway_worker::generate::HsuTestGenerator::new(seed);
+        let mut g = spillway_worker::tools::generate::HsuTestGenerator::new(seed);
         let mut d = Self::default();
         for _ in 0..n {
             d.add(&g.next_event());
@@ -157,10 +140,10 @@ impl Digest {
     }
 
     /// Adds one event.
-    pub fn add(&mut self, e: &spillway_worker::generate::HsuTestEvent) {
+    pub fn add(&mut self, e: &spillway_worker::tools::generate::HsuTestEvent) {
         let cents = (e.amount * 100.0).round() as i64;
         let user: i64 = e.user[5..].parse().unwrap_or(-1);
-        let event = spillway_worker::generate::EVENTS
+        let event = spillway_worker::tools::generate::EVENTS
             .iter()
             .position(|x| *x == e.event)
             .map_or(-1, |i| i as i64);

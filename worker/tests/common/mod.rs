@@ -14,26 +14,19 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use spillway_api::StreamingQueryProgress;
 use spillway_worker::engine::{self, EngineError, RunOptions, RunSummary};
-use spillway_worker::manifest;
-use spillway_worker::progress::{ProgressState, WorkerProgress};
 use spillway_worker::secrets::MapSecrets;
+use spillway_worker::serve::progress::{ProgressState, WorkerProgress};
 use tokio_util::sync::CancellationToken;
 
 pub mod faults;
+pub mod manifest;
 
-/// The credentials the test manifests reference (`{name: s3, key: id|key}`), for moto.
+/// The credentials the test manifests reference (`{name: s3, key: id|key}`, see
+/// [`manifest::s3_storage`]), for moto.
 pub const S3_SECRETS: [(&str, &str); 2] = [
     ("SPILLWAY_SECRET_S3_ID", "test"),
     ("SPILLWAY_SECRET_S3_KEY", "test"),
 ];
-
-/// `spec.storage` for moto, credentials by reference.
-pub fn s3_storage_yaml() -> String {
-    format!(
-        "  storage:\n    region: us-east-1\n    endpoint: \"{}\"\n    allowHttp: true\n    pathStyle: true\n    credentialsSecretRef:\n      accessKeyId: {{name: s3, key: id}}\n      secretAccessKey: {{name: s3, key: key}}\n",
-        spillway_e2e::s3_endpoint()
-    )
-}
 
 /// The options of an in-process run: the test secrets, short consumer-group timeouts (so a
 /// previous member that died is replaced quickly), and `on_batch`.
@@ -54,8 +47,9 @@ fn options(on_batch: engine::BatchCallback) -> RunOptions {
     }
 }
 
-fn load(text: &str) -> manifest::LoadedPipeline {
-    manifest::load_str(text, Path::new("test.yaml"), &std::env::temp_dir()).unwrap()
+fn load(text: &str) -> spillway_worker::manifest::LoadedPipeline {
+    spillway_worker::manifest::load_str(text, Path::new("test.yaml"), &std::env::temp_dir())
+        .unwrap()
 }
 
 /// What an in-process run did: its result, its batch reports and the progress document
@@ -247,7 +241,7 @@ pub async fn create_topic(topic: &str, partitions: i32, config: &[(&str, &str)])
     for (k, v) in config {
         new = new.set(k, v);
     }
-    spillway_worker::produce::create_topic(&spillway_e2e::kafka_bootstrap(), new)
+    spillway_worker::tools::produce::create_topic(&spillway_e2e::kafka_bootstrap(), new)
         .await
         .unwrap();
 }

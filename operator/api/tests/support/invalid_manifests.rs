@@ -317,6 +317,16 @@ pub const SCHEMA: &[Case] = &[
         path: "spec.source.kafka.maxRecordsPerBatch",
     },
     Case {
+        name: "a batch byte cap below 1 MiB",
+        mutate: |v| v["spec"]["source"]["kafka"]["maxBytesPerBatch"] = json!(1000),
+        path: "spec.source.kafka.maxBytesPerBatch",
+    },
+    Case {
+        name: "a batch byte cap past 1 GiB",
+        mutate: |v| v["spec"]["source"]["kafka"]["maxBytesPerBatch"] = json!(4_294_967_296_i64),
+        path: "spec.source.kafka.maxBytesPerBatch",
+    },
+    Case {
         name: "starting timestamp in words",
         mutate: |v| {
             v["spec"]["source"]["kafka"]["startingOffsets"] = json!("timestamp");

@@ -14,8 +14,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 
-use crate::generate::{HSUTEST_SCHEMA, HsuTestGenerator, Rng, ValueGenerator};
 use crate::registry::{RegistryClient, RegistryError, RetryFor};
+use crate::tools::generate::{HSUTEST_SCHEMA, HsuTestGenerator, Rng, ValueGenerator};
 
 /// Value encoding of produced records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -85,7 +85,7 @@ pub enum ProduceError {
     Registry(#[from] RegistryError),
     /// A value could not be generated.
     #[error(transparent)]
-    Generate(#[from] crate::generate::GenerateError),
+    Generate(#[from] crate::tools::generate::GenerateError),
     /// The flush task could not run.
     #[error("flush task failed: {0}")]
     Join(#[from] tokio::task::JoinError),

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::progress::ProgressState;
+use crate::serve::progress::ProgressState;
 
 /// What the server serves.
 #[derive(Clone, Debug)]
