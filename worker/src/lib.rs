@@ -6,7 +6,9 @@
 //! - [`manifest`]: I/O: reads pipeline manifests from files and runs the full validation
 //!   (the API crate's pure checks plus what needs the filesystem, such as schema files).
 //! - [`engine`]: the micro-batch loop (source → decode → transform → sink → commit →
-//!   progress), with its transform, metadata columns and dead letters.
+//!   progress): the manifest resolved once into a plan, an engine whose `select!` arms each
+//!   call one method, the sink writing one batch on its own task while the next is read;
+//!   with its transform, metadata columns and dead letters.
 //! - [`source`]: I/O: the Kafka consumer-group source (config, positions, data loss).
 //! - [`decode`]: the `spillway-decode` crate (`worker/decode`, no I/O, fuzzed on its own):
 //!   Avro → Arrow schema resolution plan, the columnar decoder (one checked pass per

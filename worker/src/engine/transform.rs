@@ -16,9 +16,6 @@ pub enum TransformError {
     /// Planning or running the query failed.
     #[error("transform.sql failed: {0}")]
     Query(#[from] Box<DataFusionError>),
-    /// Keeping one row per key (`mode: merge`) failed.
-    #[error("merge: keeping one row per key failed: {0}")]
-    Dedup(Box<DataFusionError>),
     /// Combining the result failed.
     #[error("transform.sql result: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),

@@ -12,6 +12,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 use tracing::{info, warn};
 use url::Url;
 
+use super::{Committed, SinkBatch};
 use crate::source::TopicPartition;
 
 /// Errors of the Delta sink.
@@ -25,6 +26,15 @@ pub enum DeltaSinkError {
         /// The error.
         #[source]
         source: Box<DeltaTableError>,
+    },
+    /// Keeping one row per key before a MERGE failed.
+    #[error("merge into delta table {uri}: keeping one row per key failed: {source}")]
+    Dedup {
+        /// Table URI.
+        uri: String,
+        /// The error.
+        #[source]
+        source: Box<deltalake::datafusion::error::DataFusionError>,
     },
     /// Another writer committed these partitions meanwhile: this worker no longer owns
     /// them (a zombie or a rebalance). The batch is abandoned, nothing is duplicated.
@@ -243,6 +253,54 @@ impl DeltaSink {
             }
         }
         Ok(out)
+    }
+
+    /// Writes one batch: in `mode: merge`, one row per key first (the latest by the
+    /// ordering column, the later offset on a tie) and a MERGE that scans only the dates at
+    /// or after the watermark's in a table partitioned by a date (older rows cannot be
+    /// touched by rows the watermark lets through); else an append. See [`DeltaSink::commit`].
+    pub async fn write(&mut self, batch: SinkBatch) -> Result<Committed, DeltaSinkError> {
+        let SinkBatch {
+            rows,
+            ranges,
+            watermark_ms,
+        } = batch;
+        let rows = match (&self.merge, rows) {
+            (Some(m), Some(b)) if b.num_rows() > 0 => Some(
+                super::merge::dedup(b, &m.keys, m.order_by.as_deref())
+                    .await
+                    .map_err(|e| DeltaSinkError::Dedup {
+                        uri: self.uri.clone(),
+                        source: Box::new(e),
+                    })?,
+            ),
+            (_, b) => b,
+        };
+        let floor = match (&self.merge, watermark_ms, &rows) {
+            (Some(_), Some(ms), Some(b)) => self
+                .partition_by
+                .iter()
+                .find(|c| {
+                    b.schema()
+                        .field_with_name(c)
+                        .is_ok_and(|f| f.data_type() == &arrow_schema::DataType::Date32)
+                })
+                .and_then(|c| {
+                    let day = jiff::Timestamp::from_millisecond(ms)
+                        .ok()?
+                        .strftime("%Y-%m-%d");
+                    Some((c.clone(), day.to_string()))
+                }),
+            _ => None,
+        };
+        self.set_merge_floor(floor);
+        let n = rows.as_ref().map_or(0, |b| b.num_rows() as i64);
+        let version = self.commit(rows, &ranges.expected, &ranges.next).await?;
+        Ok(Committed {
+            version,
+            rows: n,
+            metrics: self.take_merge_metrics(),
+        })
     }
 
     /// Commits `batch` with the partitions' next offsets, if the table still records

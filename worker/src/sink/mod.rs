@@ -70,42 +70,11 @@ impl Sink {
         }
     }
 
-    /// The upsert settings of a Delta sink in `mode: merge`.
-    pub fn merge_settings(&self) -> Option<&delta::MergeSettings> {
-        match self {
-            Self::Delta(s) => s.merge_settings(),
-            Self::Parquet(_) => None,
-        }
-    }
-
-    /// See [`DeltaSink::set_merge_floor`].
-    pub fn set_merge_floor(&mut self, floor: Option<(String, String)>) {
-        if let Self::Delta(s) = self {
-            s.set_merge_floor(floor);
-        }
-    }
-
-    /// The partition columns of a Delta sink (none for Parquet: its merge is not a thing).
-    pub fn partition_columns(&self) -> &[String] {
-        match self {
-            Self::Delta(s) => s.partition_columns(),
-            Self::Parquet(_) => &[],
-        }
-    }
-
     /// The partition columns and how their values are escaped into directory names.
     pub fn partition_layout(&self) -> (&[String], partition_path::Escaping) {
         match self {
             Self::Delta(s) => (s.partition_columns(), partition_path::Escaping::Delta),
             Self::Parquet(s) => (s.partition_by(), partition_path::Escaping::Hive),
-        }
-    }
-
-    /// See [`DeltaSink::take_merge_metrics`].
-    pub fn take_merge_metrics(&mut self) -> BTreeMap<String, String> {
-        match self {
-            Self::Delta(s) => s.take_merge_metrics(),
-            Self::Parquet(_) => BTreeMap::new(),
         }
     }
 
@@ -129,18 +98,64 @@ impl Sink {
         }
     }
 
-    /// Commits a batch (possibly without rows) for the offset ranges `start..next`, if
-    /// the sink still records `expected` for its partitions. Returns the new version.
-    pub async fn commit(
-        &mut self,
-        batch: Option<RecordBatch>,
-        start: &BTreeMap<TopicPartition, i64>,
-        expected: &BTreeMap<TopicPartition, Option<i64>>,
-        next: &BTreeMap<TopicPartition, i64>,
-    ) -> Result<i64, SinkError> {
+    /// Writes a batch (possibly without rows) for its offset ranges, if the sink still
+    /// records `expected` for their partitions ([`SinkError::is_fenced`] otherwise). Each
+    /// sink does its own specifics: Delta's merge (one row per key, the watermark's date
+    /// floor) or append with `txn`; Parquet's write-ahead log and commit marker.
+    pub async fn write(&mut self, batch: SinkBatch) -> Result<Committed, SinkError> {
         Ok(match self {
-            Self::Delta(s) => s.commit(batch, expected, next).await?,
-            Self::Parquet(s) => s.commit(batch, start, expected, next).await?,
+            Self::Delta(s) => s.write(batch).await?,
+            Self::Parquet(s) => {
+                let n = batch.rows.as_ref().map_or(0, |b| b.num_rows() as i64);
+                let r = &batch.ranges;
+                let version = s.commit(batch.rows, &r.start, &r.expected, &r.next).await?;
+                Committed {
+                    version,
+                    rows: n,
+                    metrics: BTreeMap::new(),
+                }
+            }
         })
     }
+
+    /// The sink's owned partition layout, for checks made before a batch is handed over.
+    pub fn owned_layout(&self) -> (Vec<String>, partition_path::Escaping) {
+        let (cols, e) = self.partition_layout();
+        (cols.to_vec(), e)
+    }
+}
+
+/// The offsets a batch covers, per partition: `start..next`, and the next offset the sink
+/// must still record for it (`None`: nothing yet) — else another writer owns it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffsetRanges {
+    /// First offset of the batch.
+    pub start: BTreeMap<TopicPartition, i64>,
+    /// The offset after the batch's last record.
+    pub next: BTreeMap<TopicPartition, i64>,
+    /// What the sink must record before this commit.
+    pub expected: BTreeMap<TopicPartition, Option<i64>>,
+}
+
+/// One batch for [`Sink::write`].
+#[derive(Debug)]
+pub struct SinkBatch {
+    /// Its rows, after every stage (`None`: no rows, the positions still move).
+    pub rows: Option<RecordBatch>,
+    /// Its offset ranges.
+    pub ranges: OffsetRanges,
+    /// The event-time watermark before this batch, in milliseconds (a merge's date floor).
+    pub watermark_ms: Option<i64>,
+}
+
+/// What [`Sink::write`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The table (or dataset) version written; -1 when nothing could be recorded (no rows
+    /// and no table yet).
+    pub version: i64,
+    /// Rows written (after a merge's one-row-per-key).
+    pub rows: i64,
+    /// The sink's metrics of this write (a MERGE's).
+    pub metrics: BTreeMap<String, String>,
 }

@@ -29,7 +29,7 @@ use spillway_api::{KafkaSource as KafkaSpec, OnDataLoss, StartingOffsets};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-pub use positions::{Accept, Positions, end_reached};
+pub use positions::{Accept, Positions, end_reached, stalled};
 
 /// A topic partition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -100,9 +100,45 @@ pub fn end_reached(
     })
 }
 
+/// The partitions with records waiting that the consumer has not moved into: the loop's
+/// next offset (or the consumer's position, past transaction markers) is below the
+/// partition's high watermark. What a worker that received nothing for a while re-seeks, at
+/// its next offset ([`crate::engine`]'s stall check).
+pub fn stalled(
+    next: &BTreeMap<TopicPartition, i64>,
+    consumed: &BTreeMap<TopicPartition, i64>,
+    high: &BTreeMap<TopicPartition, i64>,
+) -> BTreeMap<TopicPartition, i64> {
+    next.iter()
+        .filter(|(tp, n)| {
+            let at = (**n).max(consumed.get(*tp).copied().unwrap_or(i64::MIN));
+            high.get(*tp).is_some_and(|h| *h > at)
+        })
+        .map(|(tp, n)| (tp.clone(), *n))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stalled_partitions_are_those_behind_their_high_watermark() {
+        let tp = |p| TopicPartition {
+            topic: "t".into(),
+            partition: p,
+        };
+        let next = BTreeMap::from([(tp(0), 10), (tp(1), 10), (tp(2), 10), (tp(3), 10)]);
+        // 0: records waiting; 1: drained; 2: only a transaction marker left (the consumer
+        // moved past it); 3: no watermark known.
+        let consumed = BTreeMap::from([(tp(2), 11)]);
+        let high = BTreeMap::from([(tp(0), 15), (tp(1), 10), (tp(2), 11)]);
+        assert_eq!(
+            stalled(&next, &consumed, &high),
+            BTreeMap::from([(tp(0), 10)])
+        );
+        assert!(stalled(&BTreeMap::new(), &consumed, &high).is_empty());
+    }
 
     #[test]
     fn keep_drop_gap_and_revocation() {
