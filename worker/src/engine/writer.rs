@@ -65,3 +65,85 @@ impl<T> Writer<T> {
         Ok(Some((kept, result)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::sink::OffsetRanges;
+    use crate::sink::delta::DeltaSink;
+    use crate::source::TopicPartition;
+
+    fn batch(from: i64, to: i64, expected: Option<i64>) -> SinkBatch {
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "_offset",
+            DataType::Int64,
+            false,
+        )]));
+        let rows = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from_iter_values(from..to))],
+        )
+        .unwrap();
+        SinkBatch {
+            rows: Some(rows),
+            ranges: OffsetRanges {
+                start: BTreeMap::from([(tp.clone(), from)]),
+                next: BTreeMap::from([(tp.clone(), to)]),
+                expected: BTreeMap::from([(tp, expected)]),
+            },
+            watermark_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_batch_in_flight_then_the_sink_is_back_in_order() {
+        let dir = std::env::temp_dir().join(format!("spillway-writer-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = url::Url::from_directory_path(&dir).unwrap();
+        let sink = DeltaSink::open(&url, Default::default(), "g", vec![])
+            .await
+            .unwrap();
+        let mut w: Writer<&str> = Writer::new(Sink::Delta(Box::new(sink)));
+        assert!(w.landed().await.unwrap().is_none(), "nothing in flight");
+        w.start(batch(0, 10, None), "first").unwrap();
+        assert!(w.is_writing());
+        assert!(matches!(w.sink(), Err(EngineError::SinkBusy)));
+        assert!(matches!(
+            w.start(batch(10, 20, Some(10)), "second"),
+            Err(EngineError::SinkBusy)
+        ));
+        let (kept, result) = w.landed().await.unwrap().unwrap();
+        assert_eq!(kept, "first");
+        let c = result.unwrap();
+        assert_eq!((c.version, c.rows), (0, 10));
+        assert!(!w.is_writing());
+        // The next batch expects what the first recorded; a stale expectation is fenced.
+        w.start(batch(10, 20, Some(10)), "second").unwrap();
+        assert_eq!(w.landed().await.unwrap().unwrap().1.unwrap().version, 1);
+        w.start(batch(10, 20, Some(10)), "stale").unwrap();
+        let (_, stale) = w.landed().await.unwrap().unwrap();
+        assert!(stale.unwrap_err().is_fenced());
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let at = w
+            .sink()
+            .unwrap()
+            .positions(std::slice::from_ref(&tp))
+            .await
+            .unwrap();
+        assert_eq!(at[&tp], 20);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
