@@ -344,7 +344,7 @@ impl Engine {
             decoder,
             sink_description: sink.description(),
             layout: sink.owned_layout(),
-            writer: Writer::new(sink),
+            writer: Writer::new(sink).with_watermarks(source.watermark_handle()),
             dead_letters,
             checkpoint,
             progress,
@@ -831,7 +831,12 @@ impl Engine {
         source: &KafkaSource,
         landed: Option<Landed<Kept>>,
     ) -> Result<Step, EngineError> {
-        let Some((kept, result)) = landed else {
+        let Some(Landed {
+            kept,
+            result,
+            latest,
+        }) = landed
+        else {
             return Ok(Step::Continue);
         };
         self.summary.skipped += kept.pending.bad;
@@ -843,7 +848,7 @@ impl Engine {
                         self.committed.insert(tp.clone(), Some(*o));
                     }
                 }
-                let r = self.report(source, kept, c).await?;
+                let r = self.report(source, kept, c, latest).await?;
                 self.record_report(r);
             }
             Err(e) if e.is_fenced() => {
@@ -888,6 +893,7 @@ impl Engine {
         source: &KafkaSource,
         kept: Kept,
         c: Committed,
+        latest: BTreeMap<TopicPartition, i64>,
     ) -> Result<StreamingQueryProgress, EngineError> {
         let Kept {
             batch_id,
@@ -901,12 +907,6 @@ impl Engine {
         let commit_started = Instant::now();
         if let Err(e) = source.commit_group(&pending.next) {
             warn!(error = %e, "offset commit to the consumer group failed (the sink stays the source of truth)");
-        }
-        let mut latest = BTreeMap::new();
-        for tp in pending.next.keys() {
-            if let Ok((_, high)) = source.watermarks(tp).await {
-                latest.insert(tp.clone(), high);
-            }
         }
         let triggered = pending.opened.unwrap_or(write_started);
         let total = triggered.elapsed();

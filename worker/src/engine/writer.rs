@@ -3,21 +3,37 @@
 //! the one in flight has landed — at most one batch is written at a time, in order, so each
 //! commit still expects the positions the previous one recorded.
 
+use std::collections::BTreeMap;
+
 use tokio::task::JoinHandle;
 
 use super::EngineError;
 use crate::sink::{Committed, Sink, SinkBatch, SinkError};
+use crate::source::{TopicPartition, WatermarkHandle};
 
-/// A written batch handed back to the loop, with what the loop kept of it.
-pub(super) type Landed<T> = (T, Result<Committed, SinkError>);
+/// A batch that landed, handed back to the loop.
+pub(super) struct Landed<T> {
+    /// What the loop kept of it.
+    pub kept: T,
+    /// How the write went.
+    pub result: Result<Committed, SinkError>,
+    /// The partitions' high watermarks right after a commit, for the report (queried on
+    /// the task: each query waits behind the consumer's fetch).
+    pub latest: BTreeMap<TopicPartition, i64>,
+}
 
-/// What the writing task gives back: the sink, and how the write went.
-type Written = (Sink, Result<Committed, SinkError>);
+/// What the writing task gives back.
+struct Written {
+    sink: Sink,
+    result: Result<Committed, SinkError>,
+    latest: BTreeMap<TopicPartition, i64>,
+}
 
 /// The sink and the batch in flight, if any (`T`: what the loop keeps of it for its report).
 pub(super) struct Writer<T> {
     idle: Option<Sink>,
     writing: Option<(JoinHandle<Written>, T)>,
+    watermarks: Option<WatermarkHandle>,
 }
 
 impl<T> Writer<T> {
@@ -25,7 +41,14 @@ impl<T> Writer<T> {
         Self {
             idle: Some(sink),
             writing: None,
+            watermarks: None,
         }
+    }
+
+    /// Queries the high watermarks of a committed batch's partitions on its task.
+    pub fn with_watermarks(mut self, handle: WatermarkHandle) -> Self {
+        self.watermarks = Some(handle);
+        self
     }
 
     /// Whether a batch is in flight.
@@ -42,9 +65,19 @@ impl<T> Writer<T> {
     /// Starts writing `batch` on its own task.
     pub fn start(&mut self, batch: SinkBatch, kept: T) -> Result<(), EngineError> {
         let mut sink = self.idle.take().ok_or(EngineError::SinkBusy)?;
+        let watermarks = self.watermarks.clone();
         let task = tokio::spawn(async move {
-            let r = sink.write(batch).await;
-            (sink, r)
+            let tps: Vec<TopicPartition> = batch.ranges.next.keys().cloned().collect();
+            let result = sink.write(batch).await;
+            let latest = match (&result, watermarks) {
+                (Ok(_), Some(w)) => w.high(&tps).await,
+                _ => BTreeMap::new(),
+            };
+            Written {
+                sink,
+                result,
+                latest,
+            }
         });
         self.writing = Some((task, kept));
         Ok(())
@@ -60,9 +93,17 @@ impl<T> Writer<T> {
         let Some((_, kept)) = self.writing.take() else {
             return Ok(None);
         };
-        let (sink, result) = joined?;
+        let Written {
+            sink,
+            result,
+            latest,
+        } = joined?;
         self.idle = Some(sink);
-        Ok(Some((kept, result)))
+        Ok(Some(Landed {
+            kept,
+            result,
+            latest,
+        }))
     }
 }
 
@@ -122,17 +163,19 @@ mod tests {
             w.start(batch(10, 20, Some(10)), "second"),
             Err(EngineError::SinkBusy)
         ));
-        let (kept, result) = w.landed().await.unwrap().unwrap();
-        assert_eq!(kept, "first");
-        let c = result.unwrap();
+        let landed = w.landed().await.unwrap().unwrap();
+        assert_eq!(landed.kept, "first");
+        assert!(landed.latest.is_empty(), "no watermark handle");
+        let c = landed.result.unwrap();
         assert_eq!((c.version, c.rows), (0, 10));
         assert!(!w.is_writing());
         // The next batch expects what the first recorded; a stale expectation is fenced.
         w.start(batch(10, 20, Some(10)), "second").unwrap();
-        assert_eq!(w.landed().await.unwrap().unwrap().1.unwrap().version, 1);
+        let second = w.landed().await.unwrap().unwrap();
+        assert_eq!(second.result.unwrap().version, 1);
         w.start(batch(10, 20, Some(10)), "stale").unwrap();
-        let (_, stale) = w.landed().await.unwrap().unwrap();
-        assert!(stale.unwrap_err().is_fenced());
+        let stale = w.landed().await.unwrap().unwrap();
+        assert!(stale.result.unwrap_err().is_fenced());
         let tp = TopicPartition {
             topic: "t".into(),
             partition: 0,

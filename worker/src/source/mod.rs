@@ -263,6 +263,42 @@ impl std::fmt::Debug for KafkaSource {
     }
 }
 
+/// High-watermark queries on the source's consumer, from any task
+/// ([`KafkaSource::watermark_handle`]).
+#[derive(Clone)]
+pub struct WatermarkHandle {
+    consumer: Arc<StreamConsumer<SourceContext>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for WatermarkHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatermarkHandle").finish_non_exhaustive()
+    }
+}
+
+impl WatermarkHandle {
+    /// The high watermark of each partition, queried at once (each query waits behind the
+    /// connection's fetch, up to `fetch.wait.max.ms`); a partition whose query failed is
+    /// left out.
+    pub async fn high(&self, tps: &[TopicPartition]) -> BTreeMap<TopicPartition, i64> {
+        let queries = tps.iter().map(|tp| {
+            let c = self.consumer.clone();
+            let (tp, timeout) = (tp.clone(), self.timeout);
+            tokio::task::spawn_blocking(move || {
+                c.fetch_watermarks(&tp.topic, tp.partition, timeout)
+                    .ok()
+                    .map(|(_, high)| (tp, high))
+            })
+        });
+        futures::future::join_all(queries)
+            .await
+            .into_iter()
+            .filter_map(|r| r.ok().flatten())
+            .collect()
+    }
+}
+
 impl KafkaSource {
     /// Creates the consumer from a configuration (see [`config::consumer_config`]) and
     /// subscribes; assignment changes arrive on the returned receiver.
@@ -470,6 +506,15 @@ impl KafkaSource {
             tokio::task::spawn_blocking(move || c.fetch_watermarks(&topic, partition, timeout))
                 .await??,
         )
+    }
+
+    /// A handle for high-watermark queries away from the loop (a batch's report, made on
+    /// the sink's task).
+    pub fn watermark_handle(&self) -> WatermarkHandle {
+        WatermarkHandle {
+            consumer: self.consumer.clone(),
+            timeout: self.timeout,
+        }
     }
 
     /// Where `assigned` partitions start: the sink's next offsets (or `startingOffsets`
