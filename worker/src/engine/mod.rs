@@ -338,12 +338,14 @@ impl Engine {
             m.started(&plan.name, interval);
         }
         progress.status("Waiting for data to arrive", false, false);
+        let (partition_by, escaping) = sink.partition_layout();
+        let layout = (partition_by.to_vec(), escaping);
         let engine = Self {
             query_id,
             run_id,
             decoder,
             sink_description: sink.description(),
-            layout: sink.owned_layout(),
+            layout,
             writer: Writer::new(sink).with_watermarks(source.watermark_handle()),
             dead_letters,
             checkpoint,

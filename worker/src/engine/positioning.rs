@@ -144,12 +144,8 @@ pub(super) async fn unstick(
     if next.is_empty() {
         return Ok(());
     }
-    let mut high = BTreeMap::new();
-    for tp in next.keys() {
-        if let Ok((_, h)) = source.watermarks(tp).await {
-            high.insert(tp.clone(), h);
-        }
-    }
+    let held: Vec<TopicPartition> = next.keys().cloned().collect();
+    let high = source.watermark_handle().high(&held).await;
     let stuck = stalled(next, &source.consumed()?, &high);
     if stuck.is_empty() {
         return Ok(());

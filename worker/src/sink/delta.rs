@@ -154,12 +154,6 @@ impl DeltaSink {
         })
     }
 
-    /// The upsert settings, when `mode: merge` (the engine deduplicates each batch by them
-    /// before [`DeltaSink::commit`]).
-    pub fn merge_settings(&self) -> Option<&MergeSettings> {
-        self.merge.as_ref()
-    }
-
     /// Lets a batch with new (nullable) columns add them to the table in its commit
     /// (`schemaEvolution: addColumns`).
     pub fn with_add_columns(mut self, on: bool) -> Self {
@@ -167,20 +161,9 @@ impl DeltaSink {
         self
     }
 
-    /// Restricts the next MERGE's scan of the table to the partitions of `column` at or
-    /// above `value` (the event-time watermark's date: older rows can no longer change).
-    pub fn set_merge_floor(&mut self, floor: Option<(String, String)>) {
-        self.merge_floor = floor;
-    }
-
     /// The table's partition columns (of a new table: the spec's).
     pub fn partition_columns(&self) -> &[String] {
         &self.partition_by
-    }
-
-    /// The metrics of the last MERGE (empty after an append), and forgets them.
-    pub fn take_merge_metrics(&mut self) -> BTreeMap<String, String> {
-        std::mem::take(&mut self.merge_metrics)
     }
 
     /// Table properties for the table, if this sink creates it.
@@ -293,13 +276,15 @@ impl DeltaSink {
                 }),
             _ => None,
         };
-        self.set_merge_floor(floor);
+        // The next MERGE scans only the partitions at or above the floor.
+        self.merge_floor = floor;
         let n = rows.as_ref().map_or(0, |b| b.num_rows() as i64);
         let version = self.commit(rows, &ranges.expected, &ranges.next).await?;
         Ok(Committed {
             version,
             rows: n,
-            metrics: self.take_merge_metrics(),
+            // The last MERGE's metrics (none after an append).
+            metrics: std::mem::take(&mut self.merge_metrics),
         })
     }
 

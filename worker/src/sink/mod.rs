@@ -117,12 +117,6 @@ impl Sink {
             }
         })
     }
-
-    /// The sink's owned partition layout, for checks made before a batch is handed over.
-    pub fn owned_layout(&self) -> (Vec<String>, partition_path::Escaping) {
-        let (cols, e) = self.partition_layout();
-        (cols.to_vec(), e)
-    }
 }
 
 /// The offsets a batch covers, per partition: `start..next`, and the next offset the sink
