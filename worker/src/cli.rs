@@ -178,24 +178,37 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
-    /// Delta MERGE against append on one table in one run: builds a table of `--rows` rows
-    /// by appends, then merges `--merge-batches` batches of `--merge-batch` rows (half
-    /// updates of existing keys, half new keys) as `mode: merge` does; prints both rates
-    /// and the ratio.
+    /// Delta MERGE against append of the same rows, on the movie-ratings shape: a table of
+    /// `--rows` ratings over `--days` days partitioned by `event_date`, then `--batches`
+    /// batches of `--batch` rows (25 % updates of keys from the last 5 days, 50 % new keys,
+    /// 15 % redeliveries, 10 % behind the watermark) merged as `mode: merge` with
+    /// `allowedLateness: 120h` does, and appended to a copy of the table; prints each
+    /// batch's times, rows inserted, updated and rewritten, files scanned and skipped, and
+    /// the ratio merge/append.
     Merge {
         /// Rows of the table before the merges.
         #[arg(long, default_value_t = 10_000_000)]
         rows: u64,
-        /// Rows per append while building the table.
+        /// Days the table spans (one `event_date` partition each; at least 6).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Rows per append while building the table (in date order, a backfill).
         #[arg(long, default_value_t = 1_000_000)]
-        append_batch: u64,
-        /// Rows per merge batch.
+        build_batch: u64,
+        /// Rows per arriving batch.
         #[arg(long, default_value_t = 100_000)]
-        merge_batch: u64,
-        /// Merge batches.
-        #[arg(long, default_value_t = 3)]
-        merge_batches: u64,
-        /// Directory of the table (default: a new temporary directory, removed after).
+        batch: u64,
+        /// Arriving batches.
+        #[arg(long, default_value_t = 10)]
+        batches: u64,
+        /// Also MERGE each batch into a third copy on the key alone, without the
+        /// watermark's partition floor, and print its figures beside.
+        #[arg(long)]
+        plain: bool,
+        /// Seed of the batches' mix.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Directory of the tables (default: a new temporary directory, removed after).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -403,19 +416,26 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Merge {
             rows,
-            append_batch,
-            merge_batch,
-            merge_batches,
+            days,
+            build_batch,
+            batch,
+            batches,
+            plain,
+            seed,
             dir,
         } => {
-            let r = tokio::runtime::Runtime::new()?.block_on(crate::tools::bench_table::merge(
-                dir,
+            let o = crate::tools::bench_merge::MergeBenchOptions {
                 rows,
-                append_batch,
-                merge_batch,
-                merge_batches,
-            ))?;
-            print!("{}", crate::tools::bench_table::format_merge(&r));
+                days,
+                build_batch,
+                batch,
+                batches,
+                plain,
+                dir,
+                seed,
+            };
+            let r = tokio::runtime::Runtime::new()?.block_on(crate::tools::bench_merge::run(&o))?;
+            print!("{}", crate::tools::bench_merge::format_merge(&r));
         }
         BenchCommand::Log {
             commits,

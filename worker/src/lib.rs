@@ -24,11 +24,11 @@
 //! - [`serve`]: what a running worker serves: [`serve::progress`] (Spark-style reports and
 //!   the `/progress` document), [`serve::metrics`] (prometheus-client), [`serve::http`]
 //!   (`/progress`, `/metrics`, `/healthz`, `/readyz`).
-//! - [`tools`]: the subcommands beside `run`: [`tools::bench_pipeline`] and
-//!   [`tools::bench_table`] (benchmarks), [`tools::generate`] (pure: deterministic
-//!   HsuTestEvents and random values of any schema), [`tools::produce`] (the load
-//!   generator), [`tools::maintain`] (optimize, vacuum), [`tools::compat`] (schema
-//!   compatibility against a table).
+//! - [`tools`]: the subcommands beside `run`: [`tools::bench_pipeline`],
+//!   [`tools::bench_merge`] and [`tools::bench_table`] (benchmarks), [`tools::generate`]
+//!   (pure: deterministic HsuTestEvents and random values of any schema),
+//!   [`tools::produce`] (the load generator), [`tools::maintain`] (optimize, vacuum),
+//!   [`tools::compat`] (schema compatibility against a table).
 
 pub mod checkpoint;
 pub mod cli;

@@ -82,16 +82,33 @@ fn bench_merge_prints_append_and_merge_rates_and_the_ratio() {
         "merge",
         "--rows",
         "20000",
-        "--append-batch",
+        "--days",
+        "20",
+        "--build-batch",
         "5000",
-        "--merge-batch",
+        "--batch",
         "2000",
-        "--merge-batches",
+        "--batches",
         "2",
+        "--plain",
     ]);
-    assert!(text.contains("ratio merge/append: "), "{text}");
-    // 20,000 rows, then 2 × (1,000 updates + 1,000 inserts): 22,000 rows, no duplicate key.
-    assert!(text.contains("table rows at the end: 22000"), "{text}");
+    assert!(text.contains("ratio merge/append "), "{text}");
+    assert!(text.contains("ratio plain/append "), "{text}");
+    assert!(text.contains("rewritten"), "{text}");
+    // Two batch rows, each with the rows it kept (≈90 % of 2,000) and its MERGE figures.
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(['0', '1']))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for r in rows {
+        let kept: u64 = r.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!((1_700..2_000).contains(&kept), "{r}");
+    }
+    assert!(
+        text.contains("rows of the merged table at the end: "),
+        "{text}"
+    );
 }
 
 #[test]

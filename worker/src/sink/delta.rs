@@ -470,18 +470,25 @@ impl DeltaSink {
             version,
             inserted = metrics.num_target_rows_inserted,
             updated = metrics.num_target_rows_updated,
+            copied = metrics.num_target_rows_copied,
             files_scanned = metrics.num_target_files_scanned,
             files_skipped = metrics.num_target_files_skipped_during_scan,
+            scan_ms = metrics.scan_time_ms,
+            rewrite_ms = metrics.rewrite_time_ms,
+            execution_ms = metrics.execution_time_ms,
             "merged batch"
         );
         self.merge_metrics = [
             ("numTargetRowsInserted", metrics.num_target_rows_inserted),
             ("numTargetRowsUpdated", metrics.num_target_rows_updated),
+            ("numTargetRowsCopied", metrics.num_target_rows_copied),
             ("numTargetFilesScanned", metrics.num_target_files_scanned),
             (
                 "numTargetFilesSkipped",
                 metrics.num_target_files_skipped_during_scan,
             ),
+            ("numTargetFilesAdded", metrics.num_target_files_added),
+            ("numTargetFilesRemoved", metrics.num_target_files_removed),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

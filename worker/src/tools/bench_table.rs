@@ -1,12 +1,7 @@
-//! I/O: the Delta-side benchmarks, no Kafka needed.
-//!
-//! - `spillway bench merge`: builds a table of N rows by appends (the append rate), then
-//!   MERGEs batches of B rows into it — half updates of existing keys, half new keys — the
-//!   way `mode: merge` does (one row per key, update when newer, insert when absent, `txn`
-//!   in the same commit); prints both rates and the ratio.
-//! - `spillway bench log`: makes C streaming commits (one `txn` action each, as an idle
-//!   pipeline's batches do) and measures how long the table then takes to open, with the
-//!   checkpoints delta-rs writes as it goes (every `delta.checkpointInterval`, 100).
+//! I/O: `spillway bench log`, no Kafka needed: makes C streaming commits (one `txn`
+//! action each, as an idle pipeline's batches do) and measures how long the table then
+//! takes to open, with the checkpoints delta-rs writes as it goes (every
+//! `delta.checkpointInterval`, 100).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,7 +11,7 @@ use std::time::{Duration, Instant};
 use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 
-use crate::sink::delta::{DeltaSink, DeltaSinkError, MergeSettings};
+use crate::sink::delta::{DeltaSink, DeltaSinkError};
 use crate::source::TopicPartition;
 
 /// Errors of the table benchmarks.
@@ -78,142 +73,6 @@ fn new_dir(dir: Option<PathBuf>, what: &str) -> PathBuf {
     dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("spillway-bench-{what}-{}", uuid::Uuid::new_v4()))
     })
-}
-
-/// What `spillway bench merge` measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MergeReport {
-    /// Rows appended to build the table, and how long it took.
-    pub appended: (u64, Duration),
-    /// Rows merged (after dedup), batches, and how long it took.
-    pub merged: (u64, u64, Duration),
-    /// Rows in the table at the end.
-    pub table_rows: u64,
-}
-
-/// Builds a `table_rows` table by appends of `append_batch` rows, then merges `batches`
-/// batches of `merge_batch` rows (half updates, half inserts).
-pub async fn merge(
-    dir: Option<PathBuf>,
-    table_rows: u64,
-    append_batch: u64,
-    merge_batch: u64,
-    batches: u64,
-) -> Result<MergeReport, TableBenchError> {
-    let dir = new_dir(dir, "merge");
-    let url = dir_url(&dir)?;
-    let tp = TopicPartition {
-        topic: "bench".into(),
-        partition: 0,
-    };
-    let mut sink = DeltaSink::open(&url, Default::default(), "bench", vec![]).await?;
-    let mut next: Option<i64> = None;
-    let started = Instant::now();
-    let mut written = 0u64;
-    while written < table_rows {
-        let n = append_batch.min(table_rows - written);
-        let b = rows(written..written + n, 1)?;
-        let to = written as i64 + n as i64;
-        sink.commit(
-            Some(b),
-            &[(tp.clone(), next)].into(),
-            &[(tp.clone(), to)].into(),
-        )
-        .await?;
-        next = Some(to);
-        written += n;
-    }
-    let appended = (written, started.elapsed());
-
-    let mut sink = sink.with_merge(MergeSettings {
-        keys: vec!["event_id".into()],
-        order_by: Some("event_time".into()),
-    });
-    let started = Instant::now();
-    let mut merged = 0u64;
-    for i in 0..batches {
-        // Half of the batch updates keys spread over the table, half inserts new keys.
-        let half = merge_batch / 2;
-        let stride = (table_rows / half.max(1)).max(1);
-        let updates = (0..half).map(|k| (k * stride + i) % table_rows.max(1));
-        let inserts = (0..merge_batch - half).map(|k| table_rows + i * merge_batch + k);
-        let b = rows(updates.chain(inserts), 2 + i as i64)?;
-        let to = next.unwrap_or(0) + merge_batch as i64;
-        sink.commit(
-            Some(b),
-            &[(tp.clone(), next)].into(),
-            &[(tp.clone(), to)].into(),
-        )
-        .await?;
-        next = Some(to);
-        merged += merge_batch;
-    }
-    let merged = (merged, batches, started.elapsed());
-    let table_rows = count_rows(url).await?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(MergeReport {
-        appended,
-        merged,
-        table_rows,
-    })
-}
-
-async fn count_rows(url: url::Url) -> Result<u64, TableBenchError> {
-    use deltalake::datafusion::prelude::SessionContext;
-    let generic = |e: deltalake::datafusion::error::DataFusionError| {
-        deltalake::DeltaTableError::Generic(e.to_string())
-    };
-    let table = deltalake::open_table(url).await?;
-    let ctx = SessionContext::new();
-    table.update_datafusion_session(&ctx.state())?;
-    ctx.register_table("t", table.table_provider().await.map_err(generic)?)
-        .map_err(generic)?;
-    let batches = ctx
-        .sql("SELECT count(*) FROM t")
-        .await
-        .map_err(generic)?
-        .collect()
-        .await
-        .map_err(generic)?;
-    Ok(batches
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .map(|a| a.value(0) as u64)
-        })
-        .unwrap_or(0))
-}
-
-/// The printed merge report.
-pub fn format_merge(r: &MergeReport) -> String {
-    let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
-    let append = rate(r.appended.0, r.appended.1);
-    let merge = rate(r.merged.0, r.merged.2);
-    format!(
-        "spillway bench merge: a Delta table of {} rows, then {} merge batches\n\
-         {:<40} {:>10} {:>10} {:>12}\n\
-         {:<40} {:>10} {:>10.2} {:>12.0}\n\
-         {:<40} {:>10} {:>10.2} {:>12.0}\n\
-         ratio merge/append: {:.3}; table rows at the end: {}\n",
-        r.appended.0,
-        r.merged.1,
-        "phase",
-        "rows",
-        "seconds",
-        "rows/s",
-        "append (build the table)",
-        r.appended.0,
-        r.appended.1.as_secs_f64(),
-        append,
-        "merge (half updates, half inserts)",
-        r.merged.0,
-        r.merged.2.as_secs_f64(),
-        merge,
-        merge / append.max(1e-9),
-        r.table_rows,
-    )
 }
 
 /// What `spillway bench log` measured.

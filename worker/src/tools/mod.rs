@@ -2,6 +2,7 @@
 //! maintenance commands and the schema-compatibility check, each behind a `spillway`
 //! subcommand.
 
+pub mod bench_merge;
 pub mod bench_pipeline;
 pub mod bench_table;
 pub mod compat;
