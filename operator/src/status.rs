@@ -42,7 +42,7 @@ pub struct Observation<'a> {
     pub invalid: Option<&'a Problems>,
     /// The worker Deployment: as applied, or as found when the spec is invalid.
     pub deployment: Option<&'a Deployment>,
-    /// The worker Job of an `availableNow` pipeline: as applied, or as found.
+    /// The worker Job of a bounded pipeline: as applied, or as found.
     pub job: Option<&'a Job>,
     /// Why the children were not applied: an object under a child's name is not the
     /// pipeline's (the apply error's message).
@@ -268,7 +268,7 @@ fn verdict(o: &Observation<'_>, desired: i32, ready: i32, progressing: bool) -> 
             return v(
                 Phase::Completed,
                 "Completed",
-                "the availableNow run committed its end offsets".into(),
+                "the bounded run committed its end offsets".into(),
             );
         }
         Some(_) => {
@@ -280,7 +280,7 @@ fn verdict(o: &Observation<'_>, desired: i32, ready: i32, progressing: bool) -> 
         }
         None => {}
     }
-    let completed = o.spec.effective_trigger().is_available_now()
+    let completed = o.spec.is_bounded()
         && !o.workers.is_empty()
         && unreachable.is_empty()
         && answers.iter().all(|r| {
@@ -292,7 +292,7 @@ fn verdict(o: &Observation<'_>, desired: i32, ready: i32, progressing: bool) -> 
         return v(
             Phase::Completed,
             "Completed",
-            "the availableNow run committed its end offsets".into(),
+            "the bounded run committed its end offsets".into(),
         );
     }
     if ready == 0 {

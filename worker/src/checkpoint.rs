@@ -170,14 +170,19 @@ impl Checkpoint {
         partition: i32,
         resolved: i64,
     ) -> Result<i64, CheckpointError> {
-        let name = format!("sources/{topic}/{partition}.json");
+        self.keep_offset(&format!("sources/{topic}/{partition}.json"), resolved)
+            .await
+    }
+
+    /// Writes `{"offset": resolved}` to `name` unless it exists; returns the offset kept.
+    async fn keep_offset(&self, name: &str, resolved: i64) -> Result<i64, CheckpointError> {
         let body = serde_json::to_vec(&serde_json::json!({ "offset": resolved }))
-            .map_err(|e| self.corrupt(&name, e))?;
-        let stored = self.create_or_read(&name, body).await?;
+            .map_err(|e| self.corrupt(name, e))?;
+        let stored = self.create_or_read(name, body).await?;
         serde_json::from_slice::<serde_json::Value>(&stored)
             .ok()
             .and_then(|v| v.get("offset")?.as_i64())
-            .ok_or_else(|| self.corrupt(&name, "no offset"))
+            .ok_or_else(|| self.corrupt(name, "no offset"))
     }
 
     /// The start recorded for partition `partition` of `topic` by [`Self::start_offset`].
@@ -195,6 +200,19 @@ impl Checkpoint {
             .and_then(|v| v.get("offset")?.as_i64())
             .map(Some)
             .ok_or_else(|| self.corrupt(&name, "no offset"))
+    }
+
+    /// The end offset of partition `partition` of `topic` in a bounded run
+    /// (`endingOffsets`): the first one resolved is kept, put-if-absent, so every worker, a
+    /// restart and a re-run read the same range. Returns the kept end.
+    pub async fn end_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        resolved: i64,
+    ) -> Result<i64, CheckpointError> {
+        self.keep_offset(&format!("ends/{topic}/{partition}.json"), resolved)
+            .await
     }
 
     /// The reader schema a pipeline without `readerSchema` adopted (the first writer schema

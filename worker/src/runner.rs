@@ -104,7 +104,7 @@ pub async fn run_pipeline(
         on_batch: print,
         metrics: Some(metrics.clone()),
     };
-    let available_now = loaded.pipeline.spec.effective_trigger().is_available_now();
+    let bounded = loaded.pipeline.spec.is_bounded();
     let result = engine::run(loaded, opts, progress.clone(), shutdown.clone()).await;
     let last = match &result {
         Err(e) => {
@@ -113,9 +113,9 @@ pub async fn run_pipeline(
             progress.condition(WorkerConditionType::Failed, reason, &e.to_string());
             Some(WorkerCondition::new(kind, reason, &e.to_string()))
         }
-        Ok(s) if available_now && !shutdown.is_cancelled() => {
+        Ok(s) if bounded && !shutdown.is_cancelled() => {
             let message = format!(
-                "the availableNow run committed its end offsets: {} batches, {} rows",
+                "the bounded run committed its end offsets: {} batches, {} rows",
                 s.batches, s.rows
             );
             progress.condition(WorkerConditionType::Completed, "Completed", &message);

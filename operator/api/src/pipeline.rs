@@ -71,6 +71,7 @@ use crate::{
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = rules::MAINTENANCE_NEEDS_DELTA)]
 #[x_kube(validation = rules::CHECKPOINT_NOT_SINK)]
+#[x_kube(validation = rules::BOUNDED_NO_INTERVAL)]
 pub struct StreamingPipelineSpec {
     /// Worker pods, each a member of the pipeline's consumer group. More replicas than
     /// partitions leaves the extra workers idle.
@@ -237,6 +238,12 @@ impl StreamingPipelineSpec {
     /// The trigger in force (defaults when omitted).
     pub fn effective_trigger(&self) -> TriggerSpec {
         self.trigger.clone().unwrap_or_default()
+    }
+    /// Whether the run ends by itself (`trigger.availableNow` or `source.kafka.endingOffsets`):
+    /// the operator runs it as a Job, and the worker exits when every partition reached
+    /// its end in the sink.
+    pub fn is_bounded(&self) -> bool {
+        self.effective_trigger().is_available_now() || self.source.kafka.ending_offsets.is_some()
     }
     /// Replicas the Deployment should run: zero when suspended.
     pub fn effective_replicas(&self) -> i32 {

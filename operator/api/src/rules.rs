@@ -37,6 +37,16 @@ rules! {
     /// `startingOffsets: offsets` needs the per-partition offsets.
     KAFKA_OFFSETS_NEED_VALUE = ("!has(self.startingOffsets) || self.startingOffsets != 'offsets' || has(self.startingPartitionOffsets)",
         "startingOffsets offsets requires startingPartitionOffsets", ".startingPartitionOffsets");
+    /// `endingOffsets: timestamp` needs the timestamp.
+    KAFKA_ENDING_TIMESTAMP_NEEDS_VALUE = ("!has(self.endingOffsets) || self.endingOffsets != 'timestamp' || has(self.endingTimestamp)",
+        "endingOffsets timestamp requires endingTimestamp", ".endingTimestamp");
+    /// `endingOffsets: offsets` needs the per-partition offsets.
+    KAFKA_ENDING_OFFSETS_NEED_VALUE = ("!has(self.endingOffsets) || self.endingOffsets != 'offsets' || has(self.endingPartitionOffsets)",
+        "endingOffsets offsets requires endingPartitionOffsets", ".endingPartitionOffsets");
+    /// A bounded run by time ends after it starts (`format: date-time` strings are CEL
+    /// timestamps).
+    KAFKA_TIMESTAMPS_IN_ORDER = ("!has(self.startingOffsets) || self.startingOffsets != 'timestamp' || !has(self.startingTimestamp) || !has(self.endingOffsets) || self.endingOffsets != 'timestamp' || !has(self.endingTimestamp) || self.startingTimestamp <= self.endingTimestamp",
+        "endingTimestamp must not be before startingTimestamp", ".endingTimestamp");
     /// Credentials never go into plain librdkafka properties: no key that names one
     /// (the words of [`crate::validate::SENSITIVE_PROPERTY_WORDS`], in the same order).
     KAFKA_PROPERTIES_NO_SECRETS = ("!has(self.properties) || !self.properties.exists(k, k.lowerAscii().contains('password') || k.lowerAscii().contains('passphrase') || k.lowerAscii().contains('secret') || k.lowerAscii().contains('username') || k.lowerAscii().contains('pem') || k.lowerAscii().contains('jaas') || k.lowerAscii().contains('credential') || k.lowerAscii().contains('oauthbearer.config') || k.lowerAscii().contains('private.key') || k.lowerAscii().contains('ssl_key'))",
@@ -106,6 +116,9 @@ rules! {
     /// Registry credentials are secret references, never userinfo in the URL.
     REGISTRY_URL_NO_USERINFO = ("!self.url.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@')",
         "the url cannot carry credentials (user:password@): use basicAuth with secret references", ".url");
+    /// A bounded run (`endingOffsets`) has no processing-time interval.
+    BOUNDED_NO_INTERVAL = ("!has(self.source.kafka.endingOffsets) || !has(self.trigger) || !has(self.trigger.interval)",
+        "a bounded run (source.kafka.endingOffsets) cannot have trigger.interval", ".trigger.interval");
     /// A trigger is an interval or availableNow, not both.
     TRIGGER_EXCLUSIVE = ("!(has(self.interval) && has(self.availableNow) && self.availableNow)",
         "interval and availableNow are mutually exclusive", "");

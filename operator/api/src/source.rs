@@ -21,6 +21,9 @@ pub struct SourceSpec {
 #[x_kube(validation = rules::KAFKA_TOPICS_XOR_PATTERN)]
 #[x_kube(validation = rules::KAFKA_TIMESTAMP_NEEDS_VALUE)]
 #[x_kube(validation = rules::KAFKA_OFFSETS_NEED_VALUE)]
+#[x_kube(validation = rules::KAFKA_ENDING_TIMESTAMP_NEEDS_VALUE)]
+#[x_kube(validation = rules::KAFKA_ENDING_OFFSETS_NEED_VALUE)]
+#[x_kube(validation = rules::KAFKA_TIMESTAMPS_IN_ORDER)]
 #[x_kube(validation = rules::KAFKA_PROPERTIES_NO_SECRETS)]
 #[x_kube(validation = rules::KAFKA_PROPERTIES_NOT_MANAGED)]
 #[x_kube(validation = rules::KAFKA_EAGER_REBALANCE)]
@@ -64,6 +67,27 @@ pub struct KafkaSource {
     /// -1 latest, as in Spark. Unlisted partitions start at earliest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_partition_offsets: Option<BTreeMap<String, BTreeMap<String, i64>>>,
+    /// Makes the run bounded (Spark's `endingOffsets`): every partition is read up to its
+    /// end offset (exclusive), committed exactly once, and the run ends (`Completed`; the
+    /// operator runs it as a Job). `latest`: each partition's end when the run first
+    /// starts; `timestamp` (with `endingTimestamp`): the first offset at or after that time;
+    /// `offsets` (with `endingPartitionOffsets`). The ends are resolved once and kept in the
+    /// checkpoint, so every worker, a restart and a re-run read the same range. Omitted:
+    /// the pipeline runs until stopped (or `trigger.availableNow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ending_offsets: Option<EndingOffsets>,
+    /// With `endingOffsets: timestamp`: each partition ends before its first record at or
+    /// after this RFC 3339 time (its current end when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        extend("format" = "date-time"),
+        regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")
+    )]
+    pub ending_timestamp: Option<String>,
+    /// With `endingOffsets: offsets`: `{topic: {partition: offset}}`, each the first offset
+    /// not read; -1 means latest, as in Spark. Unlisted partitions end at latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ending_partition_offsets: Option<BTreeMap<String, BTreeMap<String, i64>>>,
     /// Spark's `maxOffsetsPerTrigger`: a micro-batch closes after this many records.
     #[serde(default = "defaults::max_records_per_batch")]
     #[schemars(range(min = 1))]
@@ -104,6 +128,18 @@ pub enum StartingOffsets {
     /// The first offset at or after `startingTimestamp`.
     Timestamp,
     /// Explicit offsets from `startingPartitionOffsets`.
+    Offsets,
+}
+
+/// Where a bounded run ends (`endingOffsets`).
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum EndingOffsets {
+    /// The end of each partition when the run first starts.
+    Latest,
+    /// The first offset at or after `endingTimestamp`.
+    Timestamp,
+    /// Explicit offsets from `endingPartitionOffsets`.
     Offsets,
 }
 

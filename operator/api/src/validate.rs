@@ -1,13 +1,14 @@
 //! Pure: checks every invariant of a spec — the CRD's schema constraints and CEL rules — in
 //! Rust, returning each problem with its field path, so no cluster is needed.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use crate::rules::{self, CelRule};
 use crate::{
-    AvroEncoding, DeltaMode, OnBadRecord, SchemaSource, SecurityProtocol, StartingOffsets,
-    StreamingPipelineSpec, defaults,
+    AvroEncoding, DeltaMode, EndingOffsets, OnBadRecord, SchemaSource, SecurityProtocol,
+    StartingOffsets, StreamingPipelineSpec, defaults,
 };
 
 /// One problem of a spec, at a field path such as `spec.source.kafka.topics`.
@@ -138,6 +139,29 @@ fn uri_scheme_supported(uri: &str) -> bool {
         "s3" | "s3a" => !rest.is_empty() && !rest.starts_with('/'),
         "file" | "memory" => true,
         _ => false,
+    }
+}
+
+/// `{topic: {partition: offset}}`: partitions are numbers and offsets at least `min`.
+fn partition_offsets(
+    c: &mut Check,
+    path: &str,
+    offsets: Option<&BTreeMap<String, BTreeMap<String, i64>>>,
+    min: i64,
+    message: &str,
+) {
+    for (topic, parts) in offsets.into_iter().flatten() {
+        for (p, o) in parts {
+            if p.parse::<u32>().is_err() {
+                c.fail(
+                    format!("{path}.{topic}"),
+                    format!("partition {p:?} is not a number"),
+                );
+            }
+            if *o < min {
+                c.fail(format!("{path}.{topic}.{p}"), message);
+            }
+        }
     }
 }
 
@@ -296,19 +320,65 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
             format!("invalid RFC 3339 time {ts:?}"),
         );
     }
-    if let Some(offsets) = &k.starting_partition_offsets {
-        for (topic, parts) in offsets {
-            for (p, o) in parts {
-                if p.parse::<u32>().is_err() {
+    partition_offsets(
+        &mut c,
+        &format!("{kp}.startingPartitionOffsets"),
+        k.starting_partition_offsets.as_ref(),
+        -2,
+        "offset must be -2 (earliest), -1 (latest) or 0 and more",
+    );
+    c.rule(
+        k.ending_offsets != Some(EndingOffsets::Timestamp) || k.ending_timestamp.is_some(),
+        kp,
+        rules::KAFKA_ENDING_TIMESTAMP_NEEDS_VALUE,
+    );
+    c.rule(
+        k.ending_offsets != Some(EndingOffsets::Offsets) || k.ending_partition_offsets.is_some(),
+        kp,
+        rules::KAFKA_ENDING_OFFSETS_NEED_VALUE,
+    );
+    if let Some(ts) = &k.ending_timestamp
+        && !rfc3339(ts)
+    {
+        c.fail(
+            format!("{kp}.endingTimestamp"),
+            format!("invalid RFC 3339 time {ts:?}"),
+        );
+    }
+    let time = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let by_time = (
+        k.starting_offsets == StartingOffsets::Timestamp,
+        k.ending_offsets == Some(EndingOffsets::Timestamp),
+    );
+    if let ((true, true), Some(from), Some(to)) = (
+        by_time,
+        time(&k.starting_timestamp),
+        time(&k.ending_timestamp),
+    ) {
+        c.rule(from <= to, kp, rules::KAFKA_TIMESTAMPS_IN_ORDER);
+    }
+    partition_offsets(
+        &mut c,
+        &format!("{kp}.endingPartitionOffsets"),
+        k.ending_partition_offsets.as_ref(),
+        -1,
+        "offset must be -1 (latest) or 0 and more",
+    );
+    if let (Some(from), Some(to)) = (&k.starting_partition_offsets, &k.ending_partition_offsets)
+        && k.starting_offsets == StartingOffsets::Offsets
+        && k.ending_offsets == Some(EndingOffsets::Offsets)
+    {
+        for (topic, parts) in to {
+            for (p, end) in parts {
+                let start = from.get(topic).and_then(|f| f.get(p));
+                if let Some(start) = start
+                    && *start >= 0
+                    && *end >= 0
+                    && start > end
+                {
                     c.fail(
-                        format!("{kp}.startingPartitionOffsets.{topic}"),
-                        format!("partition {p:?} is not a number"),
-                    );
-                }
-                if *o < -2 {
-                    c.fail(
-                        format!("{kp}.startingPartitionOffsets.{topic}.{p}"),
-                        "offset must be -2 (earliest), -1 (latest) or 0 and more",
+                        format!("{kp}.endingPartitionOffsets.{topic}.{p}"),
+                        format!("ends at {end}, before its starting offset {start}"),
                     );
                 }
             }
@@ -547,6 +617,12 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
     }
 
     // trigger, event time
+    c.rule(
+        spec.source.kafka.ending_offsets.is_none()
+            || spec.trigger.as_ref().is_none_or(|t| t.interval.is_none()),
+        "spec",
+        rules::BOUNDED_NO_INTERVAL,
+    );
     if let Some(t) = &spec.trigger {
         c.rule(
             !(t.interval.is_some() && t.is_available_now()),

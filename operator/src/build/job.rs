@@ -61,4 +61,20 @@ mod tests {
         assert_eq!(spec.suspend, Some(true));
         assert_eq!(spec.parallelism, Some(2));
     }
+
+    #[test]
+    fn a_pipeline_with_ending_offsets_runs_as_a_job_without_a_budget() {
+        let mut p = pipeline();
+        p.spec.source.kafka.ending_offsets = Some(spillway_api::EndingOffsets::Latest);
+        let v = validate(&p).unwrap();
+        let children =
+            crate::build::build_children(&v, &crate::config::Settings::default()).unwrap();
+        assert!(children.workload.job().is_some());
+        assert!(children.pdb.is_none());
+        // Without it, the same pipeline streams in a Deployment.
+        let v = validate(&pipeline()).unwrap();
+        let children =
+            crate::build::build_children(&v, &crate::config::Settings::default()).unwrap();
+        assert!(children.workload.deployment().is_some());
+    }
 }

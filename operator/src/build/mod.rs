@@ -1,6 +1,7 @@
 //! Pure: builds a valid pipeline's child objects (ConfigMap, the workers as a Deployment —
-//! or a Job for an `availableNow` pipeline —, Service, PodDisruptionBudget, the workers'
-//! NetworkPolicy, maintenance CronJobs) as k8s-openapi values — no I/O.
+//! or a Job for a bounded (`availableNow` or `endingOffsets`) pipeline —, Service,
+//! PodDisruptionBudget, the workers' NetworkPolicy, maintenance CronJobs) as k8s-openapi
+//! values — no I/O.
 //!
 //! Every child is named after the pipeline (the ConfigMap `<name>-pipeline`), carries the
 //! worker labels and a controller owner reference to the pipeline, and is applied with one
@@ -100,7 +101,7 @@ pub struct Children {
 pub enum Workload {
     /// A streaming pipeline: a Deployment, restarted when a worker exits.
     Deployment(Box<Deployment>),
-    /// An `availableNow` pipeline: a Job that runs to completion.
+    /// A bounded (`availableNow` or `endingOffsets`) pipeline: a Job that runs to completion.
     Job(Box<Job>),
 }
 
@@ -113,7 +114,7 @@ impl Workload {
         }
     }
 
-    /// The Job, for an `availableNow` pipeline.
+    /// The Job, for a bounded pipeline.
     pub fn job(&self) -> Option<&Job> {
         match self {
             Self::Job(j) => Some(j),
@@ -132,13 +133,13 @@ pub fn build_children(v: &ValidPipeline, settings: &Settings) -> Result<Children
     let hash = config_hash(&yaml);
     Ok(Children {
         configmap: build_configmap(v, yaml),
-        workload: if v.spec.effective_trigger().is_available_now() {
+        workload: if v.spec.is_bounded() {
             Workload::Job(Box::new(build_job(v, &hash)))
         } else {
             Workload::Deployment(Box::new(build_deployment(v, &hash)))
         },
         service: build_service(v),
-        pdb: build_pdb(v).filter(|_| !v.spec.effective_trigger().is_available_now()),
+        pdb: build_pdb(v).filter(|_| !v.spec.is_bounded()),
         network_policy: settings
             .worker_network_policy
             .as_ref()

@@ -9,7 +9,7 @@
 //!
 //! - [`plan`]: pure: the manifest resolved once.
 //! - [`batch`]: pure: the open batch, its offset ranges and report metrics.
-//! - [`positioning`]: I/O: where partitions start, `availableNow`'s end, stall re-seeks.
+//! - [`positioning`]: I/O: where partitions start, a bounded run's end, stall re-seeks.
 //! - [`waiting`]: I/O: decoding while the schema registry is out (partitions paused).
 //! - [`writer`]: the sink and the batch in flight.
 //! - [`metadata`], [`partition_guard`], [`transform`], [`dead_letter`]: the stages.
@@ -182,8 +182,8 @@ pub struct RunSummary {
     pub assignments: i64,
 }
 
-/// Runs a pipeline until shutdown (or, with `availableNow`, until the end offsets seen at
-/// start are committed). Data loss with `onDataLoss: fail` — found when partitions are
+/// Runs a pipeline until shutdown (or, bounded, until every partition's end offset is
+/// committed). Data loss with `onDataLoss: fail` — found when partitions are
 /// positioned or at a gap mid-stream — also sets the `DataLoss` condition, and a schema
 /// failure the `SchemaError` condition ([`EngineError::condition`]).
 pub async fn run(
@@ -214,7 +214,7 @@ enum Step {
     Continue,
     /// Close the open batch (trigger, or a bound reached).
     Close,
-    /// A partition's end was reached (`availableNow` checks whether all are).
+    /// A partition's end was reached (a bounded run checks whether all are).
     AtEnd,
     /// Shutdown: close the open batch and stop.
     Stop,
@@ -263,7 +263,7 @@ struct Engine {
     positions: Positions,
     /// The positions the sink recorded, as last committed or read.
     committed: BTreeMap<TopicPartition, Option<i64>>,
-    /// `availableNow`: the end offsets seen at the first assignment.
+    /// A bounded run: the end offsets, from the first assignment.
     end: Option<TopicEnds>,
     /// Topics seen so far (rows carry an index into it).
     topics: Vec<String>,
@@ -330,7 +330,7 @@ impl Engine {
         let (source, assignments) = KafkaSource::subscribe(kafka, &cfg)?;
         info!(pipeline = %plan.name, group = %plan.group, query_id = %query_id, run_id = %run_id, "pipeline started");
         if let Some(m) = &opts.metrics {
-            let interval = if plan.available_now {
+            let interval = if plan.bounded {
                 0.0
             } else {
                 plan.interval.as_secs_f64()
@@ -368,7 +368,7 @@ impl Engine {
         Ok((engine, source, assignments))
     }
 
-    /// The loop: until shutdown, or `availableNow`'s end; the batch in flight lands first.
+    /// The loop: until shutdown, or a bounded run's end; the batch in flight lands first.
     async fn run(
         mut self,
         source: &KafkaSource,
@@ -402,7 +402,7 @@ impl Engine {
         Ok(self.summary)
     }
 
-    /// After each turn: closes the open batch when asked (or at `availableNow`'s end), and
+    /// After each turn: closes the open batch when asked (or at a bounded run's end), and
     /// says whether to stop.
     async fn after(
         &mut self,
@@ -416,7 +416,7 @@ impl Engine {
             Step::AtEnd => (false, true),
             Step::Abandon => return Ok(true),
         };
-        let done = match (&self.end, self.plan.available_now) {
+        let done = match (&self.end, self.plan.bounded) {
             (Some(e), true) => reached_end(source, &e.ends, &self.positions, at_end || close)?,
             _ => false,
         };
@@ -494,8 +494,17 @@ impl Engine {
             }
         }
         self.positioned(tps, &report.next, &sink_next);
-        if self.plan.available_now && self.end.is_none() {
-            self.end = Some(topic_ends(source, self.plan.topics.as_deref(), tps).await?);
+        if self.plan.bounded && self.end.is_none() {
+            self.end = Some(
+                topic_ends(
+                    source,
+                    &self.checkpoint,
+                    self.plan.ending_offsets,
+                    self.plan.topics.as_deref(),
+                    tps,
+                )
+                .await?,
+            );
         }
         info!(partitions = tps.len(), "partitions assigned and positioned");
         Ok(())
@@ -537,6 +546,12 @@ impl Engine {
     ) -> Result<Step, EngineError> {
         self.received += 1;
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+        if let Some(end) = self.end.as_ref().and_then(|e| e.end_of(topic, partition))
+            && offset >= end
+        {
+            // A bounded run reads up to its end offsets, never past them.
+            return Ok(Step::AtEnd);
+        }
         match self.positions.accept(topic, partition, offset) {
             Accept::Keep => {}
             Accept::Drop | Accept::NotPositioned => return Ok(Step::Continue),

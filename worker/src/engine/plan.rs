@@ -23,8 +23,11 @@ pub(super) struct Plan {
     /// Whether the key / headers are kept per row (only for those columns).
     pub want_key: bool,
     pub want_headers: bool,
-    /// `trigger.availableNow`.
-    pub available_now: bool,
+    /// A bounded run (`trigger.availableNow` or `source.kafka.endingOffsets`): it ends when
+    /// every partition reached its end in the sink.
+    pub bounded: bool,
+    /// `source.kafka.endingOffsets` is set: the ends are kept in the checkpoint.
+    pub ending_offsets: bool,
     /// The trigger interval (never zero).
     pub interval: Duration,
     /// `maxRecordsPerBatch`, `maxBytesPerBatch`.
@@ -66,7 +69,8 @@ impl Plan {
             want_key: cols.contains(&MetadataColumn::Key),
             want_headers: cols.contains(&MetadataColumn::Headers),
             cols,
-            available_now: trigger.is_available_now(),
+            bounded: spec.is_bounded(),
+            ending_offsets: kafka.ending_offsets.is_some(),
             // A zero interval is refused by validation; never let one reach a timer.
             interval: validate::parse_duration(trigger.effective_interval())
                 .filter(|d| !d.is_zero())

@@ -1,18 +1,19 @@
 //! Where partitions start and end: the start of a new assignment (the sink's positions, else
-//! the start the checkpoint recorded), `availableNow`'s end offsets and whether the whole
-//! topic is drained, and the re-seek of a fetcher that stalled.
+//! the start the checkpoint recorded), a bounded run's end offsets (`availableNow`,
+//! `endingOffsets`) and whether the whole topic is drained, and the re-seek of a fetcher
+//! that stalled.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::EngineError;
 use crate::checkpoint::Checkpoint;
 use crate::sink::Sink;
 use crate::source::{KafkaSource, Positions, SourceError, TopicPartition, end_reached, stalled};
 
-/// `availableNow`: whether every partition reached its end offset. The consumer's position
+/// A bounded run: whether every partition this worker holds reached its end offset. The consumer's position
 /// (which moves past transaction markers the loop never sees) is asked only when
 /// `ask_consumer` — at a partition's end or a trigger — not for every record.
 pub(super) fn reached_end(
@@ -28,18 +29,31 @@ pub(super) fn reached_end(
     Ok(ask_consumer && end_reached(end, next, &source.consumed()?))
 }
 
-/// `availableNow`: the end offset of every partition of the topics, seen at the first
-/// assignment, and which partitions held nothing then.
+/// A bounded run's end offset of every partition of the topics, and which partitions
+/// hold nothing to read.
 #[derive(Debug, Default)]
 pub(super) struct TopicEnds {
     pub ends: BTreeMap<TopicPartition, i64>,
     pub empty: std::collections::BTreeSet<TopicPartition>,
+    /// `ends` by topic name and partition, for the per-record check.
+    by_topic: std::collections::HashMap<String, std::collections::HashMap<i32, i64>>,
+}
+
+impl TopicEnds {
+    /// The end of `partition` of `topic`, if the run knows it.
+    pub fn end_of(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.by_topic.get(topic)?.get(&partition).copied()
+    }
 }
 
 /// The ends of every partition of `topics` (explicit topics; with a pattern, the topics of
-/// the first assignment), not only of the partitions this worker holds.
+/// the first assignment), not only of the partitions this worker holds, seen at the first
+/// assignment: `availableNow`'s high watermarks, or `endingOffsets` resolved and kept in the
+/// checkpoint (the first worker's resolution holds for all, and for re-runs).
 pub(super) async fn topic_ends(
     source: &KafkaSource,
+    checkpoint: &Checkpoint,
+    persist: bool,
     topics: Option<&[String]>,
     assigned: &[TopicPartition],
 ) -> Result<TopicEnds, EngineError> {
@@ -52,14 +66,33 @@ pub(super) async fn topic_ends(
             .into_iter()
             .collect(),
     };
+    let all = source.partitions(&names).await?;
+    let mut lows = BTreeMap::new();
+    let mut highs = BTreeMap::new();
+    for tp in &all {
+        let (low, high) = source.watermarks(tp).await?;
+        lows.insert(tp.clone(), low);
+        highs.insert(tp.clone(), high);
+    }
     let mut out = TopicEnds::default();
-    for tp in source.partitions(&names).await? {
-        let (low, high) = source.watermarks(&tp).await?;
-        if high <= low {
+    for (tp, resolved) in source.end_offsets(&all, &highs).await? {
+        let end = if persist {
+            checkpoint
+                .end_offset(&tp.topic, tp.partition, resolved)
+                .await?
+        } else {
+            resolved
+        };
+        if lows.get(&tp).is_some_and(|low| end <= *low) {
             out.empty.insert(tp.clone());
         }
-        out.ends.insert(tp, high);
+        out.by_topic
+            .entry(tp.topic.clone())
+            .or_default()
+            .insert(tp.partition, end);
+        out.ends.insert(tp, end);
     }
+    info!(ends = ?out.ends.iter().map(|(tp, e)| format!("{tp}:{e}")).collect::<Vec<_>>(), "bounded run: end offsets");
     Ok(out)
 }
 

@@ -25,7 +25,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
-use spillway_api::{KafkaSource as KafkaSpec, OnDataLoss, StartingOffsets};
+use spillway_api::{EndingOffsets, KafkaSource as KafkaSpec, OnDataLoss, StartingOffsets};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -237,6 +237,34 @@ pub fn start_offset(s: &StartInput, on_data_loss: OnDataLoss) -> Result<(i64, i6
         };
     }
     Ok((wanted.min(s.high), 0))
+}
+
+/// What decides where a partition ends in a bounded run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndInput {
+    /// `endingOffsets` (`None`: `availableNow`, the end seen at the start).
+    pub policy: Option<EndingOffsets>,
+    /// The partition's entry in `endingPartitionOffsets` (-1 latest).
+    pub explicit: Option<i64>,
+    /// The first offset at or after `endingTimestamp`, if any.
+    pub by_time: Option<i64>,
+    /// The partition's high watermark (next offset to be written).
+    pub high: i64,
+}
+
+/// Pure: the first offset a bounded run does not read in a partition. `latest` (and
+/// `availableNow`) is the high watermark; a timestamp with no record at or after it, an
+/// unlisted partition and a negative explicit offset are too. An explicit offset past the
+/// high watermark is kept: the run waits for those records.
+pub fn end_offset(e: &EndInput) -> i64 {
+    match e.policy {
+        None | Some(EndingOffsets::Latest) => e.high,
+        Some(EndingOffsets::Timestamp) => e.by_time.unwrap_or(e.high),
+        Some(EndingOffsets::Offsets) => match e.explicit {
+            Some(o) if o >= 0 => o,
+            _ => e.high,
+        },
+    }
 }
 
 /// The Kafka source of one worker.
@@ -592,17 +620,32 @@ impl KafkaSource {
         assigned: &[TopicPartition],
         sink_next: &BTreeMap<TopicPartition, i64>,
     ) -> Result<BTreeMap<TopicPartition, i64>, SourceError> {
-        let mut out = BTreeMap::new();
         if self.spec.starting_offsets != StartingOffsets::Timestamp {
-            return Ok(out);
+            return Ok(BTreeMap::new());
         }
+        let fresh: Vec<TopicPartition> = assigned
+            .iter()
+            .filter(|tp| !sink_next.contains_key(*tp))
+            .cloned()
+            .collect();
         let ts = self.spec.starting_timestamp.clone().unwrap_or_default();
+        self.offsets_at_time(&ts, &fresh).await
+    }
+
+    /// The first offset at or after the RFC 3339 time `ts` in each of `tps` (none for a
+    /// partition with no such record).
+    async fn offsets_at_time(
+        &self,
+        ts: &str,
+        tps: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>, SourceError> {
+        let mut out = BTreeMap::new();
         let millis = ts
             .parse::<jiff::Timestamp>()
-            .map_err(|_| SourceError::Timestamp(ts.clone()))?
+            .map_err(|_| SourceError::Timestamp(ts.to_string()))?
             .as_millisecond();
         let mut tpl = TopicPartitionList::new();
-        for tp in assigned.iter().filter(|tp| !sink_next.contains_key(tp)) {
+        for tp in tps {
             tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(millis))?;
         }
         if tpl.count() == 0 {
@@ -624,6 +667,38 @@ impl KafkaSource {
             }
         }
         Ok(out)
+    }
+
+    /// Where each of `tps` ends for a bounded run: `endingOffsets` resolved against the
+    /// partitions' high watermarks `high` (`availableNow`, or no `endingOffsets`: `high`).
+    pub async fn end_offsets(
+        &self,
+        tps: &[TopicPartition],
+        high: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<BTreeMap<TopicPartition, i64>, SourceError> {
+        let by_time = match (self.spec.ending_offsets, &self.spec.ending_timestamp) {
+            (Some(EndingOffsets::Timestamp), Some(ts)) => self.offsets_at_time(ts, tps).await?,
+            _ => BTreeMap::new(),
+        };
+        Ok(tps
+            .iter()
+            .filter_map(|tp| {
+                let explicit = self
+                    .spec
+                    .ending_partition_offsets
+                    .as_ref()
+                    .and_then(|m| m.get(&tp.topic))
+                    .and_then(|p| p.get(&tp.partition.to_string()))
+                    .copied();
+                let end = end_offset(&EndInput {
+                    policy: self.spec.ending_offsets,
+                    explicit,
+                    by_time: by_time.get(tp).copied(),
+                    high: *high.get(tp)?,
+                });
+                Some((tp.clone(), end))
+            })
+            .collect())
     }
 
     /// Commits the next offsets to the consumer group (for lag tools; the sink stays the
@@ -662,6 +737,39 @@ mod tests {
             low: 100,
             high: 200,
         }
+    }
+
+    #[test]
+    fn end_offsets_table() {
+        let e = |policy, explicit, by_time| {
+            end_offset(&EndInput {
+                policy,
+                explicit,
+                by_time,
+                high: 100,
+            })
+        };
+        assert_eq!(e(None, None, None), 100, "availableNow: the high watermark");
+        assert_eq!(e(Some(EndingOffsets::Latest), Some(5), Some(7)), 100);
+        assert_eq!(e(Some(EndingOffsets::Timestamp), None, Some(42)), 42);
+        assert_eq!(
+            e(Some(EndingOffsets::Timestamp), None, None),
+            100,
+            "nothing at or after the time: the end"
+        );
+        assert_eq!(e(Some(EndingOffsets::Offsets), Some(30), None), 30);
+        assert_eq!(e(Some(EndingOffsets::Offsets), Some(0), None), 0);
+        assert_eq!(
+            e(Some(EndingOffsets::Offsets), Some(-1), None),
+            100,
+            "-1: latest"
+        );
+        assert_eq!(e(Some(EndingOffsets::Offsets), None, None), 100, "unlisted");
+        assert_eq!(
+            e(Some(EndingOffsets::Offsets), Some(250), None),
+            250,
+            "past the end: waited for"
+        );
     }
 
     #[test]

@@ -136,6 +136,35 @@ pub const CEL_RULES: &[Case] = &[
         path: "spec.source.kafka.startingPartitionOffsets",
     },
     Case {
+        name: "timestamp end without timestamp",
+        mutate: |v| v["spec"]["source"]["kafka"]["endingOffsets"] = json!("timestamp"),
+        path: "spec.source.kafka.endingTimestamp",
+    },
+    Case {
+        name: "offsets end without offsets",
+        mutate: |v| v["spec"]["source"]["kafka"]["endingOffsets"] = json!("offsets"),
+        path: "spec.source.kafka.endingPartitionOffsets",
+    },
+    Case {
+        name: "bounded run ending before it starts",
+        mutate: |v| {
+            let k = &mut v["spec"]["source"]["kafka"];
+            k["startingOffsets"] = json!("timestamp");
+            k["startingTimestamp"] = json!("2025-02-01T00:00:00Z");
+            k["endingOffsets"] = json!("timestamp");
+            k["endingTimestamp"] = json!("2025-01-31T23:59:59+01:00");
+        },
+        path: "spec.source.kafka.endingTimestamp",
+    },
+    Case {
+        name: "bounded run with an interval",
+        mutate: |v| {
+            v["spec"]["source"]["kafka"]["endingOffsets"] = json!("latest");
+            v["spec"]["trigger"] = json!({"interval": "30s"});
+        },
+        path: "spec.trigger.interval",
+    },
+    Case {
         name: "sasl protocol without sasl",
         mutate: |v| v["spec"]["source"]["kafka"]["security"] = json!({"protocol": "SASL_SSL"}),
         path: "spec.source.kafka.security.sasl",
@@ -341,6 +370,14 @@ pub const SCHEMA: &[Case] = &[
             v["spec"]["source"]["kafka"]["startingTimestamp"] = json!("2025-01-01T00:00:00");
         },
         path: "spec.source.kafka.startingTimestamp",
+    },
+    Case {
+        name: "ending timestamp in words",
+        mutate: |v| {
+            v["spec"]["source"]["kafka"]["endingOffsets"] = json!("timestamp");
+            v["spec"]["source"]["kafka"]["endingTimestamp"] = json!("tomorrow");
+        },
+        path: "spec.source.kafka.endingTimestamp",
     },
     Case {
         name: "empty topic list",
