@@ -32,7 +32,7 @@ fn samples_are_valid() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("valid StreamingPipeline"));
         n += 1;
     }
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
 }
 
 #[test]

@@ -273,9 +273,10 @@ struct Engine {
     last_batch_at: Instant,
     /// The largest event time seen (the watermark plus the allowed lateness).
     max_event_ms: Option<i64>,
-    /// Records received (kept or dropped), and their count at the last stall check.
+    /// Records received (kept or dropped); the last stall check's time, count of received
+    /// records and of batches.
     received: u64,
-    stall_check: (Instant, u64),
+    stall_check: (Instant, u64, i64),
 }
 
 impl Engine {
@@ -362,7 +363,7 @@ impl Engine {
             last_batch_at: Instant::now(),
             max_event_ms,
             received: 0,
-            stall_check: (Instant::now(), 0),
+            stall_check: (Instant::now(), 0, 0),
             plan,
         };
         Ok((engine, source, assignments))
@@ -530,8 +531,15 @@ impl Engine {
         if self.stall_check.0.elapsed() >= STALL_AFTER {
             if self.received == self.stall_check.1 {
                 unstick(source, &self.positions).await?;
+            } else if self.summary.batches == self.stall_check.2 && self.pending.records == 0 {
+                // Records arrive but none is kept: say what the loop expects.
+                warn!(
+                    received = self.received - self.stall_check.1,
+                    expected = ?self.positions.next_offsets().iter().map(|(tp, o)| format!("{tp}@{o}")).collect::<Vec<_>>(),
+                    "records received but none kept"
+                );
             }
-            self.stall_check = (Instant::now(), self.received);
+            self.stall_check = (Instant::now(), self.received, self.summary.batches);
         }
         Ok(Step::Close)
     }

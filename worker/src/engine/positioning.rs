@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::EngineError;
 use crate::checkpoint::Checkpoint;
@@ -164,9 +164,9 @@ pub(super) async fn resolve_start(
 /// it re-seeks them ([`unstick`]).
 pub(super) const STALL_AFTER: Duration = Duration::from_secs(20);
 
-/// Re-seeks, at their next offsets, the held partitions that have records waiting although
-/// nothing was received for [`STALL_AFTER`]. librdkafka can leave a partition's fetcher
-/// stuck without an error (confluentinc/librdkafka#4492: `validate-epoch-wait`); a seek
+/// Re-seeks, at their next offsets, the held partitions that have records waiting (or whose
+/// high watermark cannot be read) although nothing was received for [`STALL_AFTER`].
+/// librdkafka can leave a partition's fetcher stuck without an error (confluentinc/librdkafka#4492: `validate-epoch-wait`); a seek
 /// restarts it, and moves nothing (records fetched before it are dropped by librdkafka,
 /// any later duplicate by [`Positions::accept`]).
 pub(super) async fn unstick(
@@ -179,8 +179,27 @@ pub(super) async fn unstick(
     }
     let held: Vec<TopicPartition> = next.keys().cloned().collect();
     let high = source.watermark_handle().high(&held).await;
-    let stuck = stalled(next, &source.consumed()?, &high);
+    let mut stuck = stalled(next, &source.consumed()?, &high);
+    // A partition whose high watermark cannot be read now (its broker connection may be
+    // the stuck part) is re-sought too: a seek at the next offset moves nothing.
+    let unknown: Vec<String> = held
+        .iter()
+        .filter(|tp| !high.contains_key(*tp))
+        .map(ToString::to_string)
+        .collect();
+    if !unknown.is_empty() {
+        warn!(partitions = ?unknown, "high watermarks could not be read while nothing arrives");
+        for tp in held.iter().filter(|tp| !high.contains_key(*tp)) {
+            if let Some(n) = next.get(tp) {
+                stuck.insert(tp.clone(), *n);
+            }
+        }
+    }
     if stuck.is_empty() {
+        debug!(
+            partitions = held.len(),
+            "nothing received and nothing waiting"
+        );
         return Ok(());
     }
     warn!(
