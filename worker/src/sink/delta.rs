@@ -34,7 +34,7 @@ pub enum DeltaSinkError {
         uri: String,
         /// The error.
         #[source]
-        source: Box<deltalake::datafusion::error::DataFusionError>,
+        source: Box<arrow_schema::ArrowError>,
     },
     /// Another writer committed these partitions meanwhile: this worker no longer owns
     /// them (a zombie or a rebalance). The batch is abandoned, nothing is duplicated.
@@ -250,12 +250,12 @@ impl DeltaSink {
         } = batch;
         let rows = match (&self.merge, rows) {
             (Some(m), Some(b)) if b.num_rows() > 0 => Some(
-                super::merge::dedup(b, &m.keys, m.order_by.as_deref())
-                    .await
-                    .map_err(|e| DeltaSinkError::Dedup {
+                super::merge::dedup(b, &m.keys, m.order_by.as_deref()).map_err(|e| {
+                    DeltaSinkError::Dedup {
                         uri: self.uri.clone(),
                         source: Box::new(e),
-                    })?,
+                    }
+                })?,
             ),
             (_, b) => b,
         };

@@ -1,76 +1,78 @@
 //! Compute: the within-batch half of `mode: merge` — one row per key, the latest by the
 //! ordering column, the later Kafka offset (the later row of the batch) on a tie.
 
-use std::sync::Arc;
+use arrow_array::{RecordBatch, UInt32Array};
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::ArrowError;
 
-use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
-use arrow_schema::{DataType, Field, Schema};
-use deltalake::datafusion::error::DataFusionError;
-use deltalake::datafusion::prelude::SessionContext;
-
-const SEQ: &str = "__spillway_seq";
-const RANK: &str = "__spillway_rn";
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Keeps one row per `keys`: the greatest `order_by` (nulls last), then the latest row.
-/// Rows of a batch are in offset order within each Kafka partition, and a key's records
-/// share a partition when the producer keys by it.
-pub async fn dedup(
+/// Keeps one row per `keys`: the greatest `order_by` (a null is older than any value),
+/// then the later row; the rows kept stay in batch order. Rows of a batch are in offset
+/// order within each Kafka partition, and a key's records share a partition when the
+/// producer keys by it. One pass over the batch: keys and the ordering column are encoded
+/// as comparable rows (`arrow-row`) and the best row per key kept in a hash map.
+pub fn dedup(
     batch: RecordBatch,
     keys: &[String],
     order_by: Option<&str>,
-) -> Result<RecordBatch, DataFusionError> {
-    let schema = batch.schema();
-    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new(SEQ, DataType::UInt64, false)));
-    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    columns.push(Arc::new(UInt64Array::from_iter_values(
-        0..batch.num_rows() as u64,
-    )));
-    let with_seq = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-    let ctx = SessionContext::new();
-    ctx.register_batch("batch", with_seq)?;
-    let partition = keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
-    let order = match order_by {
-        Some(o) => format!("{} DESC NULLS LAST, {} DESC", quote(o), quote(SEQ)),
-        None => format!("{} DESC", quote(SEQ)),
+) -> Result<RecordBatch, ArrowError> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .cloned()
+            .ok_or_else(|| ArrowError::SchemaError(format!("no column {name:?} in the batch")))
     };
-    let select = schema
-        .fields()
+    let key_columns = keys
         .iter()
-        .map(|f| quote(f.name()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT {select} FROM (SELECT *, row_number() OVER (PARTITION BY {partition} ORDER BY {order}) AS {rank} FROM batch) WHERE {rank} = 1",
-        rank = quote(RANK)
-    );
-    let parts = ctx.sql(&sql).await?.collect().await?;
-    let mut out = Vec::with_capacity(schema.fields().len());
-    for (i, _) in schema.fields().iter().enumerate() {
-        let pieces: Vec<&dyn arrow_array::Array> =
-            parts.iter().map(|p| p.column(i).as_ref()).collect();
-        out.push(if pieces.is_empty() {
-            arrow_array::new_empty_array(schema.field(i).data_type())
-        } else {
-            arrow_select::concat::concat(&pieces)?
-        });
+        .map(|k| column(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key_rows = RowConverter::new(
+        key_columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect(),
+    )?
+    .convert_columns(&key_columns)?;
+    // Ascending with nulls first: a null orders before (is older than) every value.
+    let order_rows = match order_by {
+        Some(o) => {
+            let c = column(o)?;
+            Some(
+                RowConverter::new(vec![SortField::new(c.data_type().clone())])?
+                    .convert_columns(&[c])?,
+            )
+        }
+        None => None,
+    };
+    let mut best: std::collections::HashMap<arrow_row::Row<'_>, usize> =
+        std::collections::HashMap::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let slot = best.entry(key_rows.row(i)).or_insert(i);
+        // A later row replaces the kept one unless the kept one is newer.
+        let newer_kept = order_rows.as_ref().is_some_and(|o| o.row(*slot) > o.row(i));
+        if !newer_kept {
+            *slot = i;
+        }
     }
-    Ok(RecordBatch::try_new(schema, out)?)
+    if best.len() == batch.num_rows() {
+        return Ok(batch);
+    }
+    let mut kept: Vec<u32> = best.into_values().map(|i| i as u32).collect();
+    kept.sort_unstable();
+    arrow_select::take::take_record_batch(&batch, &UInt32Array::from(kept))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int64Type;
     use arrow_array::{Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
 
-    #[tokio::test]
-    async fn keeps_the_latest_version_of_each_key() {
+    #[test]
+    fn keeps_the_latest_version_of_each_key() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Utf8, false),
             Field::new("t", DataType::Int64, true),
@@ -91,8 +93,8 @@ mod tests {
             ],
         )
         .unwrap();
-        let out = dedup(b.clone(), &["id".into()], Some("t")).await.unwrap();
-        let mut got: Vec<(String, i64)> = (0..out.num_rows())
+        let out = dedup(b.clone(), &["id".into()], Some("t")).unwrap();
+        let got: Vec<(String, i64)> = (0..out.num_rows())
             .map(|r| {
                 (
                     out.column(0).as_string::<i32>().value(r).to_string(),
@@ -100,13 +102,15 @@ mod tests {
                 )
             })
             .collect();
-        got.sort();
-        // a: t=9 twice, the later row (v=4) wins; b: t=1 beats a null t.
-        assert_eq!(got, [("a".to_string(), 4), ("b".to_string(), 2)]);
+        // a: t=9 twice, the later row (v=4) wins; b: t=1 beats a null t; in batch order.
+        assert_eq!(got, [("b".to_string(), 2), ("a".to_string(), 4)]);
         // Without an ordering column the later row wins.
-        let out = dedup(b, &["id".into()], None).await.unwrap();
-        let mut v: Vec<i64> = out.column(2).as_primitive::<Int64Type>().values().to_vec();
-        v.sort();
+        let out = dedup(b.clone(), &["id".into()], None).unwrap();
+        let v: Vec<i64> = out.column(2).as_primitive::<Int64Type>().values().to_vec();
         assert_eq!(v, [4, 5]);
+        // A batch without duplicate keys is returned as it is; a missing column is an error.
+        let one = b.slice(0, 2);
+        assert_eq!(dedup(one.clone(), &["id".into()], Some("t")).unwrap(), one);
+        assert!(dedup(b, &["nope".into()], None).is_err());
     }
 }
