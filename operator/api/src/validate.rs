@@ -346,15 +346,10 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
         );
     }
     let time = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    let by_time = (
-        k.starting_offsets == StartingOffsets::Timestamp,
-        k.ending_offsets == Some(EndingOffsets::Timestamp),
-    );
-    if let ((true, true), Some(from), Some(to)) = (
-        by_time,
-        time(&k.starting_timestamp),
-        time(&k.ending_timestamp),
-    ) {
+    if k.starting_offsets == StartingOffsets::Timestamp
+        && k.ending_offsets == Some(EndingOffsets::Timestamp)
+        && let (Some(from), Some(to)) = (time(&k.starting_timestamp), time(&k.ending_timestamp))
+    {
         c.rule(from <= to, kp, rules::KAFKA_TIMESTAMPS_IN_ORDER);
     }
     partition_offsets(

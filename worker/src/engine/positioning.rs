@@ -182,18 +182,14 @@ pub(super) async fn unstick(
     let mut stuck = stalled(next, &source.consumed()?, &high);
     // A partition whose high watermark cannot be read now (its broker connection may be
     // the stuck part) is re-sought too: a seek at the next offset moves nothing.
-    let unknown: Vec<String> = held
+    let unknown: BTreeMap<TopicPartition, i64> = next
         .iter()
-        .filter(|tp| !high.contains_key(*tp))
-        .map(ToString::to_string)
+        .filter(|(tp, _)| !high.contains_key(*tp))
+        .map(|(tp, n)| (tp.clone(), *n))
         .collect();
     if !unknown.is_empty() {
-        warn!(partitions = ?unknown, "high watermarks could not be read while nothing arrives");
-        for tp in held.iter().filter(|tp| !high.contains_key(*tp)) {
-            if let Some(n) = next.get(tp) {
-                stuck.insert(tp.clone(), *n);
-            }
-        }
+        warn!(partitions = ?unknown.keys().map(ToString::to_string).collect::<Vec<_>>(), "high watermarks could not be read while nothing arrives");
+        stuck.extend(unknown);
     }
     if stuck.is_empty() {
         debug!(

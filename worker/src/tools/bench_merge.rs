@@ -33,6 +33,7 @@ use arrow_array::builder::{
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 
+use super::bench_table::dir_url;
 use crate::sink::delta::{DeltaSink, DeltaSinkError, MergeSettings};
 use crate::sink::{OffsetRanges, SinkBatch};
 use crate::source::TopicPartition;
@@ -66,9 +67,9 @@ pub enum MergeBenchError {
     /// Local I/O failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// The directory is not a valid URL.
-    #[error("invalid directory {0}")]
-    Dir(String),
+    /// The directory cannot be a table's location.
+    #[error(transparent)]
+    Dir(#[from] super::bench_table::TableBenchError),
     /// The options make no table.
     #[error("--rows ({rows}) must be at least --days ({days}), and --days at least 6")]
     Shape {
@@ -341,12 +342,6 @@ pub async fn read_sorted(url: &url::Url) -> Result<Vec<RecordBatch>, MergeBenchE
         .await?
         .collect()
         .await?)
-}
-
-fn dir_url(dir: &Path) -> Result<url::Url, MergeBenchError> {
-    std::fs::create_dir_all(dir)?;
-    let abs = std::fs::canonicalize(dir)?;
-    url::Url::from_directory_path(&abs).map_err(|_| MergeBenchError::Dir(abs.display().to_string()))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {

@@ -63,7 +63,8 @@ fn rows(ids: impl Iterator<Item = u64>, t: i64) -> Result<RecordBatch, arrow_sch
     )
 }
 
-fn dir_url(dir: &std::path::Path) -> Result<url::Url, TableBenchError> {
+/// The `file://` URL of `dir`, created if absent.
+pub(crate) fn dir_url(dir: &std::path::Path) -> Result<url::Url, TableBenchError> {
     std::fs::create_dir_all(dir)?;
     let abs = std::fs::canonicalize(dir)?;
     url::Url::from_directory_path(&abs).map_err(|_| TableBenchError::Dir(abs.display().to_string()))
