@@ -78,22 +78,21 @@ fn cluster_problems(p: &StreamingPipeline) -> Vec<Problem> {
             "must be at most 63 lowercase letters, digits or '-', start with a letter and not end with '-' (it names the worker Service)",
         ));
     }
-    let avro = &p.spec.format.avro;
     const FILE: &str =
         "file schemas are for local runs: in a cluster use inline or configMapKeyRef";
-    if avro
-        .writer_schema
+    if p.spec
+        .format
+        .avro
         .as_ref()
+        .and_then(|a| a.writer_schema.as_ref())
         .is_some_and(|s| s.file.is_some())
     {
         out.push(problem("spec.format.avro.writerSchema.file", FILE));
     }
-    if avro
-        .reader_schema
-        .as_ref()
-        .is_some_and(|s| s.file.is_some())
+    if let Some((path, r)) = p.spec.format.row_schema()
+        && r.file.is_some()
     {
-        out.push(problem("spec.format.avro.readerSchema.file", FILE));
+        out.push(problem(&format!("{path}.file"), FILE));
     }
     out
 }
@@ -143,8 +142,8 @@ spec:
             (|p| p.metadata.uid = None, "metadata.uid"),
             (
                 |p| {
-                    p.spec.format.avro.encoding = spillway_api::AvroEncoding::Raw;
-                    p.spec.format.avro.writer_schema = Some(SchemaSource {
+                    p.spec.format.avro.as_mut().unwrap().encoding = spillway_api::AvroEncoding::Raw;
+                    p.spec.format.avro.as_mut().unwrap().writer_schema = Some(SchemaSource {
                         file: Some("s.avsc".into()),
                         ..Default::default()
                     });

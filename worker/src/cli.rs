@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::tools::produce::{Encoding, ProduceOptions};
+use crate::tools::produce::{Encoding, ProduceOptions, ValueFormat};
 
 /// Spillway: Kafka → Avro → Delta Lake / Parquet streaming ingestion, exactly once.
 ///
@@ -148,7 +148,13 @@ pub struct ProduceArgs {
     /// one partition.
     #[arg(long)]
     pub key_by_user: bool,
-    /// Value encoding.
+    /// Value format: `avro` (HsuTestEvents, or random values of `--schema`) or `json` (the
+    /// orders example: order_id, customer_id, amount, status, order_timestamp).
+    #[arg(long, value_enum, default_value_t = ValueFormat::Avro)]
+    pub format: ValueFormat,
+    /// Value encoding: `raw` (the bare body) or `confluent` (magic byte 0, the 4-byte
+    /// schema id, then the body; the schema is registered as `<topic>-value`, for JSON as
+    /// a JSON Schema).
     #[arg(long, value_enum, default_value_t = Encoding::Raw)]
     pub encoding: Encoding,
     /// Schema registry URL (Confluent encoding registers the schema as `<topic>-value`).
@@ -329,6 +335,7 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         count: a.count,
         seed: a.seed,
         key_by_user: a.key_by_user,
+        format: a.format,
         encoding: a.encoding,
         schema_registry: a.schema_registry,
         schema: a.schema,

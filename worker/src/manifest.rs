@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use spillway_api::StreamingPipeline;
 use spillway_api::validate::{self, Problem};
-use spillway_api::{SchemaSource, StreamingPipeline};
 
 /// Why a manifest file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,20 @@ pub struct LoadedPipeline {
     pub base_dir: PathBuf,
 }
 
+/// What is wrong with a schema text: not JSON, or (a JSON row schema) not one that maps to
+/// columns.
+fn schema_problem(text: &str, json_rows: bool, field: &str) -> Option<String> {
+    if serde_json::from_str::<serde_json::Value>(text).is_err() {
+        return Some("is not valid JSON (an Avro schema or JSON Schema is JSON)".into());
+    }
+    if json_rows && field == "spec.format.json.schema" {
+        return crate::decode::JsonPlan::from_schema(text)
+            .err()
+            .map(|e| e.to_string());
+    }
+    None
+}
+
 /// Parses and validates the manifest text; `base_dir` resolves relative schema files.
 pub fn load_str(text: &str, path: &Path, base_dir: &Path) -> Result<LoadedPipeline, ManifestError> {
     let pipeline = spillway_api::manifest::parse(text).map_err(|source| ManifestError::Parse {
@@ -75,33 +89,42 @@ pub fn load_str(text: &str, path: &Path, base_dir: &Path) -> Result<LoadedPipeli
         Ok(()) => Vec::new(),
         Err(p) => p.0,
     };
-    let avro = &pipeline.spec.format.avro;
-    let sources = [
-        ("spec.format.avro.writerSchema", avro.writer_schema.clone()),
-        (
-            "spec.format.avro.readerSchema",
-            avro.reader_schema.as_ref().map(|r| SchemaSource {
-                inline: None,
-                file: r.file.clone(),
-                config_map_key_ref: None,
-            }),
-        ),
-    ];
-    for (field, source) in sources {
-        if let Some(file) = source.and_then(|s| s.file) {
-            let full = base_dir.join(&file);
-            match std::fs::read_to_string(&full) {
-                Ok(text) if serde_json::from_str::<serde_json::Value>(&text).is_ok() => {}
-                Ok(_) => problems.push(Problem {
-                    path: format!("{field}.file"),
-                    message: format!("{file} is not valid JSON (an Avro schema is JSON)"),
-                }),
-                Err(e) => problems.push(Problem {
-                    path: format!("{field}.file"),
-                    message: format!("cannot read {file}: {e}"),
-                }),
+    let format = &pipeline.spec.format;
+    let writer = format.avro.as_ref().and_then(|a| a.writer_schema.as_ref());
+    let mut texts = Vec::new();
+    if let Some(file) = writer.and_then(|w| w.file.as_ref()) {
+        texts.push(("spec.format.avro.writerSchema".to_string(), file));
+    }
+    if let Some((field, r)) = format.row_schema()
+        && let Some(file) = &r.file
+    {
+        texts.push((field.to_string(), file));
+    }
+    for (field, file) in texts {
+        let full = base_dir.join(file);
+        match std::fs::read_to_string(&full) {
+            Ok(text) => {
+                if let Some(message) = schema_problem(&text, format.json.is_some(), &field) {
+                    problems.push(Problem {
+                        path: format!("{field}.file"),
+                        message: format!("{file}: {message}"),
+                    });
+                }
             }
+            Err(e) => problems.push(Problem {
+                path: format!("{field}.file"),
+                message: format!("cannot read {file}: {e}"),
+            }),
         }
+    }
+    if let Some(j) = &format.json
+        && let Some(text) = &j.schema.inline
+        && let Some(message) = schema_problem(text, true, "spec.format.json.schema")
+    {
+        problems.push(Problem {
+            path: "spec.format.json.schema.inline".into(),
+            message,
+        });
     }
     if problems.is_empty() {
         Ok(LoadedPipeline {

@@ -208,7 +208,21 @@ impl RegistryClient {
 
     /// Registers a schema under a subject (idempotent in the registry) and returns its id.
     pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
-        let body = serde_json::json!({ "schema": schema });
+        self.register_typed(subject, schema, "AVRO").await
+    }
+
+    /// Registers a schema of a registry schema type (`AVRO`, `JSON`, `PROTOBUF`).
+    pub async fn register_typed(
+        &self,
+        subject: &str,
+        schema: &str,
+        schema_type: &str,
+    ) -> Result<u32, RegistryError> {
+        let body = if schema_type == "AVRO" {
+            serde_json::json!({ "schema": schema })
+        } else {
+            serde_json::json!({ "schema": schema, "schemaType": schema_type })
+        };
         let r: Registered = self
             .call(
                 reqwest::Method::POST,

@@ -311,6 +311,7 @@ pub async fn produce_into(
         count,
         seed: 42,
         key_by_user: true,
+        format: crate::tools::produce::ValueFormat::Avro,
         encoding: crate::tools::produce::Encoding::Raw,
         schema_registry: None,
         schema: None,

@@ -41,14 +41,18 @@ fn good(user: &str) -> Vec<u8> {
 async fn each_malformed_kind_is_classified_and_the_next_record_decodes() {
     let registry = RegistryFixture::start().await.unwrap();
     let id = registry.register("bad-value", SCHEMA);
-    let format = serde_yaml::from_str(&format!(
+    let format: spillway_api::AvroFormat = serde_yaml::from_str(&format!(
         "{{encoding: confluent, schemaRegistry: {{url: '{}'}}}}",
         registry.url
     ))
     .unwrap();
-    let client = registry_client(&format, &MapSecrets::default()).unwrap();
+    let client = registry_client(
+        &spillway_api::FormatSpec::avro(format.clone()),
+        &MapSecrets::default(),
+    )
+    .unwrap();
     let mut decoder: ValueDecoder<usize> =
-        ValueDecoder::new(&format, std::path::Path::new("."), client)
+        ValueDecoder::avro(&format, std::path::Path::new("."), client)
             .await
             .unwrap();
 

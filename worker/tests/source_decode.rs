@@ -60,8 +60,12 @@ fn test_config(spec: &KafkaSpec) -> BTreeMap<String, String> {
 /// A Confluent decoder for a format with a registry.
 async fn registry_decoder(yaml: &str) -> ValueDecoder<(i32, i64)> {
     let format = format_spec(yaml);
-    let client = spillway_worker::format::registry_client(&format, &MapSecrets::default()).unwrap();
-    ValueDecoder::new(&format, std::path::Path::new("."), client)
+    let client = spillway_worker::format::registry_client(
+        &spillway_api::FormatSpec::avro(format.clone()),
+        &MapSecrets::default(),
+    )
+    .unwrap();
+    ValueDecoder::avro(&format, std::path::Path::new("."), client)
         .await
         .unwrap()
 }
@@ -167,7 +171,7 @@ async fn raw_records_decode_with_exact_values() {
         "{{encoding: raw, writerSchema: {{inline: '{}'}}}}",
         spillway_worker::tools::generate::HSUTEST_SCHEMA
     ));
-    let mut decoder = ValueDecoder::new(&format, std::path::Path::new("."), None)
+    let mut decoder = ValueDecoder::avro(&format, std::path::Path::new("."), None)
         .await
         .unwrap();
     let (batch, meta, bad) = consume(&topic, n, &mut decoder).await;
@@ -342,8 +346,12 @@ async fn authenticated_decoder(url: &str, password: &str) -> ValueDecoder<(i32, 
         ]
         .into(),
     );
-    let client = spillway_worker::format::registry_client(&format, &secrets).unwrap();
-    ValueDecoder::new(&format, std::path::Path::new("."), client)
+    let client = spillway_worker::format::registry_client(
+        &spillway_api::FormatSpec::avro(format.clone()),
+        &secrets,
+    )
+    .unwrap();
+    ValueDecoder::avro(&format, std::path::Path::new("."), client)
         .await
         .unwrap()
 }

@@ -32,7 +32,7 @@ fn samples_are_valid() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("valid StreamingPipeline"));
         n += 1;
     }
-    assert_eq!(n, 4);
+    assert_eq!(n, 5);
 }
 
 #[test]
@@ -119,6 +119,33 @@ fn cooperative_sticky_is_refused_by_validate_and_run() {
             "{args:?}: missing {want:?} in:\n{stderr}"
         );
     }
+}
+
+/// A JSON row schema that cannot be columns is refused before anything runs, at its path,
+/// with the JSON pointer inside it.
+#[test]
+fn a_json_row_schema_without_columns_is_refused_with_its_pointer() {
+    let dir = std::env::temp_dir().join(format!("spillway-validate-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("json.yaml");
+    let text = std::fs::read_to_string(samples().join("orders-json-parquet.yaml"))
+        .unwrap()
+        .replace(
+            r#""status": {"type": "string"}"#,
+            r#""status": {"oneOf": [{"type": "string"}, {"type": "integer"}]}"#,
+        );
+    assert!(text.contains("oneOf"));
+    std::fs::write(&file, text).unwrap();
+    let out = spillway()
+        .args(["validate", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want =
+        "spec.format.json.schema.inline: row schema at #/properties/status/oneOf: is not supported";
+    assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
 }
 
 #[test]

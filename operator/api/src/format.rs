@@ -1,16 +1,120 @@
-//! Pure: `spec.format.avro` — encoding, schema registry, writer and reader schemas.
+//! Pure: `spec.format` — Avro (encoding, schema registry, writer and reader schemas) or
+//! JSON (a row schema, the mismatch mode, plain or Confluent-framed).
 
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{ConfigMapKeyRef, SecretKeyRef, defaults, rules};
 
-/// How record values are encoded.
-#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq)]
+/// How record values are encoded: exactly one of `avro` or `json`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = rules::FORMAT_EXACTLY_ONE)]
 pub struct FormatSpec {
     /// Avro values.
-    pub avro: AvroFormat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avro: Option<AvroFormat>,
+    /// JSON values parsed with a row schema (Spark's `from_json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<JsonFormat>,
+}
+
+impl FormatSpec {
+    /// Avro values with this format.
+    pub fn avro(avro: AvroFormat) -> Self {
+        Self {
+            avro: Some(avro),
+            json: None,
+        }
+    }
+
+    /// The schema registry of whichever format is set.
+    pub fn schema_registry(&self) -> Option<&SchemaRegistrySpec> {
+        match (&self.avro, &self.json) {
+            (Some(a), _) => a.schema_registry.as_ref(),
+            (None, Some(j)) => j.schema_registry.as_ref(),
+            (None, None) => None,
+        }
+    }
+
+    /// The Avro writer schema (raw Avro only).
+    pub fn writer_schema_mut(&mut self) -> Option<&mut SchemaSource> {
+        self.avro.as_mut().and_then(|a| a.writer_schema.as_mut())
+    }
+
+    /// The schema rows are read into — Avro's `readerSchema` or JSON's `schema` — and its
+    /// field path.
+    pub fn row_schema(&self) -> Option<(&'static str, &ReaderSchema)> {
+        match (&self.avro, &self.json) {
+            (Some(a), _) => a
+                .reader_schema
+                .as_ref()
+                .map(|r| ("spec.format.avro.readerSchema", r)),
+            (None, Some(j)) => Some(("spec.format.json.schema", &j.schema)),
+            (None, None) => None,
+        }
+    }
+
+    /// The schema rows are read into, to change.
+    pub fn row_schema_mut(&mut self) -> Option<&mut ReaderSchema> {
+        match (&mut self.avro, &mut self.json) {
+            (Some(a), _) => a.reader_schema.as_mut(),
+            (None, Some(j)) => Some(&mut j.schema),
+            (None, None) => None,
+        }
+    }
+}
+
+/// JSON values: each one an object, parsed into the columns of a row schema.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = rules::JSON_CONFLUENT_NEEDS_REGISTRY)]
+#[x_kube(validation = rules::JSON_SCHEMA_REGISTRY_NEEDS_REGISTRY)]
+pub struct JsonFormat {
+    /// `plain` (default): the value is the JSON text. `confluent`: Confluent's JSON Schema
+    /// serializer framing — magic byte 0, a 4-byte big-endian schema id the registry must
+    /// know, then the JSON text.
+    #[serde(default)]
+    pub encoding: JsonEncoding,
+    /// The row schema: an Avro record schema or a JSON Schema object (`type: object` with
+    /// `properties`), given inline, from a file or ConfigMap, or a registry subject version.
+    /// Its fields are the table's columns, typed as for Avro (docs/formats.md).
+    pub schema: ReaderSchema,
+    /// What a field whose value does not fit its type becomes: `PERMISSIVE` (default) null
+    /// (a field that is not nullable still makes the record bad), `FAILFAST` the record is
+    /// a bad record (`errors.onBadRecord`). Text that is not a JSON object is always bad.
+    #[serde(default)]
+    pub mode: JsonMode,
+    /// Confluent-compatible schema registry (for `confluent` or a registry `schema`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistrySpec>,
+}
+
+/// JSON value framing.
+#[derive(
+    Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum JsonEncoding {
+    /// The value is the JSON text.
+    #[default]
+    Plain,
+    /// Magic byte 0, a 4-byte schema id, then the JSON text.
+    Confluent,
+}
+
+/// What a value that does not fit its field becomes (Spark's `from_json` modes).
+#[derive(
+    Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum JsonMode {
+    /// The field is null.
+    #[default]
+    #[serde(rename = "PERMISSIVE")]
+    Permissive,
+    /// The record is a bad record.
+    #[serde(rename = "FAILFAST")]
+    FailFast,
 }
 
 /// Avro value encoding and schemas.

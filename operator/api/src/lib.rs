@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`pipeline`]: the custom resource root and its top-level spec (trigger, event time).
 //! - [`source`]: `spec.source.kafka` — brokers, topics, starting offsets, security.
-//! - [`format`]: `spec.format.avro` — encoding, schema registry, writer and reader schemas.
+//! - [`format`]: `spec.format` — Avro (encoding, registry, writer and reader schemas) or
+//!   JSON (row schema, mismatch mode).
 //! - [`sink`]: `spec.sink`, `spec.checkpoint`, `spec.storage`, `spec.errors`.
 //! - [`runtime`]: `spec.worker` pod settings and `spec.maintenance` schedules.
 //! - [`status`]: `status`, its conditions and Spark-style `StreamingQueryProgress`.

@@ -96,7 +96,10 @@ spec:
         assert_eq!(p.spec.replicas, 1);
         assert_eq!(p.spec.source.kafka.max_records_per_batch, 500_000);
         assert_eq!(p.spec.effective_trigger().effective_interval(), "10s");
-        assert_eq!(p.spec.format.avro.schema_registry.unwrap().timeout, "10s");
+        assert_eq!(
+            p.spec.format.avro.unwrap().schema_registry.unwrap().timeout,
+            "10s"
+        );
     }
 
     #[test]

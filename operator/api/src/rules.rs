@@ -67,6 +67,15 @@ rules! {
     /// TLS settings need a TLS protocol.
     SECURITY_TLS_NEEDS_PROTOCOL = ("!has(self.tls) || self.protocol in ['SSL', 'SASL_SSL']",
         "tls requires protocol SSL or SASL_SSL", ".protocol");
+    /// One value format.
+    FORMAT_EXACTLY_ONE = ("has(self.avro) != has(self.json)",
+        "exactly one of avro or json must be set", "");
+    /// Confluent-framed JSON names its schema by registry id.
+    JSON_CONFLUENT_NEEDS_REGISTRY = ("!has(self.encoding) || self.encoding != 'confluent' || has(self.schemaRegistry)",
+        "confluent encoding requires schemaRegistry", ".schemaRegistry");
+    /// A row schema from the registry needs a registry.
+    JSON_SCHEMA_REGISTRY_NEEDS_REGISTRY = ("!has(self.schema.registry) || has(self.schemaRegistry)",
+        "schema.registry requires schemaRegistry", ".schema");
     /// Raw (schemaless) Avro carries no schema id: the writer schema must be given.
     AVRO_RAW_NEEDS_WRITER = ("self.encoding != 'raw' || has(self.writerSchema)",
         "raw encoding requires writerSchema", ".writerSchema");

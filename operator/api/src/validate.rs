@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::rules::{self, CelRule};
 use crate::{
-    AvroEncoding, DeltaMode, EndingOffsets, OnBadRecord, SchemaSource, SecurityProtocol,
-    StartingOffsets, StreamingPipelineSpec, defaults,
+    AvroEncoding, AvroFormat, DeltaMode, EndingOffsets, JsonEncoding, OnBadRecord, ReaderSchema,
+    SchemaRegistrySpec, SchemaSource, SecurityProtocol, StartingOffsets, StreamingPipelineSpec,
+    defaults,
 };
 
 /// One problem of a spec, at a field path such as `spec.source.kafka.topics`.
@@ -447,78 +448,32 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
         );
     }
 
-    // format.avro
-    let a = &spec.format.avro;
-    let ap = "spec.format.avro";
+    // format
+    let f = &spec.format;
     c.rule(
-        a.encoding != AvroEncoding::Raw || a.writer_schema.is_some(),
-        ap,
-        rules::AVRO_RAW_NEEDS_WRITER,
+        f.avro.is_some() != f.json.is_some(),
+        "spec.format",
+        rules::FORMAT_EXACTLY_ONE,
     );
-    c.rule(
-        a.encoding != AvroEncoding::Confluent || a.schema_registry.is_some(),
-        ap,
-        rules::AVRO_CONFLUENT_NEEDS_REGISTRY,
-    );
-    c.rule(
-        a.encoding != AvroEncoding::Confluent || a.writer_schema.is_none(),
-        ap,
-        rules::AVRO_CONFLUENT_NO_WRITER,
-    );
-    c.rule(
-        a.reader_schema
-            .as_ref()
-            .is_none_or(|r| r.registry.is_none())
-            || a.schema_registry.is_some(),
-        ap,
-        rules::AVRO_READER_REGISTRY_NEEDS_REGISTRY,
-    );
-    if let Some(reg) = &a.schema_registry {
-        if !(reg.url.starts_with("http://") || reg.url.starts_with("https://")) {
-            c.fail(
-                format!("{ap}.schemaRegistry.url"),
-                "must be an http:// or https:// url",
-            );
-        }
+    if let Some(a) = &f.avro {
+        avro_format(&mut c, a);
+    }
+    if let Some(j) = &f.json {
+        let jp = "spec.format.json";
         c.rule(
-            userinfo_range(&reg.url).is_none(),
-            &format!("{ap}.schemaRegistry"),
-            rules::REGISTRY_URL_NO_USERINFO,
+            j.encoding != JsonEncoding::Confluent || j.schema_registry.is_some(),
+            jp,
+            rules::JSON_CONFLUENT_NEEDS_REGISTRY,
         );
-        c.duration(&format!("{ap}.schemaRegistry.timeout"), &reg.timeout);
-    }
-    if let Some(w) = &a.writer_schema {
-        schema_source(&mut c, &format!("{ap}.writerSchema"), w);
-    }
-    if let Some(r) = &a.reader_schema {
-        let rp = format!("{ap}.readerSchema");
-        let n = [
-            r.registry.is_some(),
-            r.inline.is_some(),
-            r.file.is_some(),
-            r.config_map_key_ref.is_some(),
-        ]
-        .iter()
-        .filter(|x| **x)
-        .count();
-        c.rule(n == 1, &rp, rules::READER_SCHEMA_EXACTLY_ONE);
-        if let Some(text) = &r.inline
-            && serde_json::from_str::<serde_json::Value>(text).is_err()
-        {
-            c.fail(
-                format!("{rp}.inline"),
-                "is not valid JSON (an Avro schema is JSON)",
-            );
+        c.rule(
+            j.schema.registry.is_none() || j.schema_registry.is_some(),
+            jp,
+            rules::JSON_SCHEMA_REGISTRY_NEEDS_REGISTRY,
+        );
+        if let Some(reg) = &j.schema_registry {
+            registry(&mut c, &format!("{jp}.schemaRegistry"), reg);
         }
-        if let Some(v) = r.registry.as_ref().and_then(|g| g.version.as_deref())
-            && v != "latest"
-            && v.parse::<u32>().is_err()
-        {
-            c.fail(
-                format!("{rp}.registry.version"),
-                "must be latest or a version number",
-            );
-        }
+        reader_schema(&mut c, &format!("{jp}.schema"), &j.schema);
     }
 
     // transform
@@ -692,6 +647,84 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
         Ok(())
     } else {
         Err(Problems(c.0))
+    }
+}
+
+fn avro_format(c: &mut Check, a: &AvroFormat) {
+    let ap = "spec.format.avro";
+    c.rule(
+        a.encoding != AvroEncoding::Raw || a.writer_schema.is_some(),
+        ap,
+        rules::AVRO_RAW_NEEDS_WRITER,
+    );
+    c.rule(
+        a.encoding != AvroEncoding::Confluent || a.schema_registry.is_some(),
+        ap,
+        rules::AVRO_CONFLUENT_NEEDS_REGISTRY,
+    );
+    c.rule(
+        a.encoding != AvroEncoding::Confluent || a.writer_schema.is_none(),
+        ap,
+        rules::AVRO_CONFLUENT_NO_WRITER,
+    );
+    c.rule(
+        a.reader_schema
+            .as_ref()
+            .is_none_or(|r| r.registry.is_none())
+            || a.schema_registry.is_some(),
+        ap,
+        rules::AVRO_READER_REGISTRY_NEEDS_REGISTRY,
+    );
+    if let Some(reg) = &a.schema_registry {
+        registry(c, &format!("{ap}.schemaRegistry"), reg);
+    }
+    if let Some(w) = &a.writer_schema {
+        schema_source(c, &format!("{ap}.writerSchema"), w);
+    }
+    if let Some(r) = &a.reader_schema {
+        reader_schema(c, &format!("{ap}.readerSchema"), r);
+    }
+}
+
+fn registry(c: &mut Check, rp: &str, reg: &SchemaRegistrySpec) {
+    if !(reg.url.starts_with("http://") || reg.url.starts_with("https://")) {
+        c.fail(format!("{rp}.url"), "must be an http:// or https:// url");
+    }
+    c.rule(
+        userinfo_range(&reg.url).is_none(),
+        rp,
+        rules::REGISTRY_URL_NO_USERINFO,
+    );
+    c.duration(&format!("{rp}.timeout"), &reg.timeout);
+}
+
+fn reader_schema(c: &mut Check, rp: &str, r: &ReaderSchema) {
+    let n = [
+        r.registry.is_some(),
+        r.inline.is_some(),
+        r.file.is_some(),
+        r.config_map_key_ref.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    c.rule(n == 1, rp, rules::READER_SCHEMA_EXACTLY_ONE);
+    if let Some(text) = &r.inline
+        && serde_json::from_str::<serde_json::Value>(text).is_err()
+    {
+        c.fail(
+            format!("{rp}.inline"),
+            "is not valid JSON (an Avro schema or JSON Schema is JSON)",
+        );
+    }
+    if let Some(v) = r.registry.as_ref().and_then(|g| g.version.as_deref())
+        && v != "latest"
+        && v.parse::<u32>().is_err()
+    {
+        c.fail(
+            format!("{rp}.registry.version"),
+            "must be latest or a version number",
+        );
     }
 }
 

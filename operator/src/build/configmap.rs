@@ -25,13 +25,12 @@ pub fn render_config(v: &ValidPipeline) -> Result<String, serde_yaml::Error> {
     spec.replicas = defaults::REPLICAS;
     spec.suspend = false;
     spec.worker = None;
-    let avro = &mut spec.format.avro;
-    if let Some(w) = avro.writer_schema.as_mut()
+    if let Some(w) = spec.format.writer_schema_mut()
         && w.config_map_key_ref.take().is_some()
     {
         w.file = Some(format!("{CONFIG_DIR}/{WRITER_SCHEMA_FILE}"));
     }
-    if let Some(r) = avro.reader_schema.as_mut()
+    if let Some(r) = spec.format.row_schema_mut()
         && r.config_map_key_ref.take().is_some()
     {
         r.file = Some(format!("{CONFIG_DIR}/{READER_SCHEMA_FILE}"));
@@ -100,9 +99,9 @@ mod tests {
     #[test]
     fn configmap_schemas_become_mounted_files() {
         let mut v = validate(&pipeline()).unwrap();
-        v.spec.format.avro.encoding = AvroEncoding::Raw;
-        v.spec.format.avro.schema_registry = None;
-        v.spec.format.avro.writer_schema = Some(SchemaSource {
+        v.spec.format.avro.as_mut().unwrap().encoding = AvroEncoding::Raw;
+        v.spec.format.avro.as_mut().unwrap().schema_registry = None;
+        v.spec.format.avro.as_mut().unwrap().writer_schema = Some(SchemaSource {
             config_map_key_ref: Some(ConfigMapKeyRef {
                 name: "schemas".into(),
                 key: "hsutest.avsc".into(),
@@ -110,7 +109,7 @@ mod tests {
             ..Default::default()
         });
         let p = spillway_api::manifest::parse(&render_config(&v).unwrap()).unwrap();
-        let w = p.spec.format.avro.writer_schema.unwrap();
+        let w = p.spec.format.avro.unwrap().writer_schema.unwrap();
         assert_eq!(w.config_map_key_ref, None);
         assert_eq!(w.file.as_deref(), Some("/etc/spillway/schemas/writer.avsc"));
     }

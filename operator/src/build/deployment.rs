@@ -230,9 +230,7 @@ fn secret_refs(spec: &StreamingPipelineSpec) -> Vec<&SecretKeyRef> {
     }
     if let Some(auth) = spec
         .format
-        .avro
-        .schema_registry
-        .as_ref()
+        .schema_registry()
         .and_then(|r| r.basic_auth.as_ref())
     {
         out.extend([&auth.username_secret_ref, &auth.password_secret_ref]);
@@ -268,18 +266,18 @@ fn config_volume(v: &ValidPipeline) -> Volume {
         PIPELINE_FILE,
         PIPELINE_FILE,
     )];
-    let avro = &v.spec.format.avro;
-    let writer: Option<&ConfigMapKeyRef> = avro
-        .writer_schema
+    let format = &v.spec.format;
+    let writer: Option<&ConfigMapKeyRef> = format
+        .avro
         .as_ref()
+        .and_then(|a| a.writer_schema.as_ref())
         .and_then(|s| s.config_map_key_ref.as_ref());
     if let Some(r) = writer {
         sources.push(project(&r.name, &r.key, WRITER_SCHEMA_FILE));
     }
-    let reader = avro
-        .reader_schema
-        .as_ref()
-        .and_then(|s| s.config_map_key_ref.as_ref());
+    let reader = format
+        .row_schema()
+        .and_then(|(_, s)| s.config_map_key_ref.as_ref());
     if let Some(r) = reader {
         sources.push(project(&r.name, &r.key, READER_SCHEMA_FILE));
     }
@@ -498,7 +496,15 @@ pub(crate) mod tests {
                 ..Default::default()
             }),
         });
-        if let Some(r) = v.spec.format.avro.schema_registry.as_mut() {
+        if let Some(r) = v
+            .spec
+            .format
+            .avro
+            .as_mut()
+            .unwrap()
+            .schema_registry
+            .as_mut()
+        {
             r.basic_auth = Some(BasicAuth {
                 username_secret_ref: secret("registry", "user"),
                 // the same key twice yields one variable
@@ -552,9 +558,9 @@ pub(crate) mod tests {
     #[test]
     fn configmap_schemas_are_projected_into_the_config_dir() {
         let mut v = valid();
-        v.spec.format.avro.encoding = AvroEncoding::Raw;
-        v.spec.format.avro.schema_registry = None;
-        v.spec.format.avro.writer_schema = Some(SchemaSource {
+        v.spec.format.avro.as_mut().unwrap().encoding = AvroEncoding::Raw;
+        v.spec.format.avro.as_mut().unwrap().schema_registry = None;
+        v.spec.format.avro.as_mut().unwrap().writer_schema = Some(SchemaSource {
             config_map_key_ref: Some(ConfigMapKeyRef {
                 name: "schemas".into(),
                 key: "hsutest.avsc".into(),

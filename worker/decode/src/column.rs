@@ -104,7 +104,7 @@ impl ByteCol {
         self.nulls.append_null();
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.offsets.len().saturating_sub(1)
     }
 

@@ -39,6 +39,8 @@ pub enum DecodeError {
     PlanMismatch { position: usize },
     #[error("failed to build the arrow batch: {reason}")]
     BuildBatch { reason: String },
+    #[error("json value does not fit the row schema: {reason}")]
+    Json { reason: String },
 }
 
 impl DecodeError {
@@ -58,7 +60,7 @@ impl DecodeError {
             | Self::TooDeep { position }
             | Self::TrailingBytes { position, .. }
             | Self::PlanMismatch { position } => Some(*position),
-            Self::BuildBatch { .. } => None,
+            Self::BuildBatch { .. } | Self::Json { .. } => None,
         }
     }
 }

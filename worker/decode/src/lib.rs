@@ -1,4 +1,4 @@
-//! Avro → Arrow: schema resolution, the columnar decoder, the Confluent wire format split.
+//! Avro and JSON → Arrow: schema resolution, the columnar decoder, the Confluent wire format split.
 //!
 //! Use: `DecodePlan::from_json(writer, reader)` once per (writer schema, reader schema)
 //! pair, share it in an `Arc`, then `AvroDecoder::new(plan)`, `push(body)` per record
@@ -14,6 +14,8 @@
 //!   fields the reader dropped, `defaults` encodes reader defaults.
 //! - [`error`]: [`DecodeError`], why a body could not be decoded (no import circles:
 //!   `decoder` uses `read` and `skip`, which use only `error`).
+//! - [`json`]: JSON values of a row schema (Avro or JSON Schema) into the same Arrow types
+//!   ([`JsonPlan`], [`JsonDecoder`]).
 //! - [`wire`]: pure: [`split_confluent`] splits off the 5-byte Confluent header.
 //! - [`bench`]: the library side of `spillway bench decode`.
 //!
@@ -46,6 +48,7 @@ mod column;
 pub mod decoder;
 mod defaults;
 pub mod error;
+pub mod json;
 mod read;
 pub mod schema;
 mod skip;
@@ -56,6 +59,7 @@ pub use decoder::AvroDecoder;
 /// Appends a zig-zag varint `long` (Avro's integer encoding).
 pub use defaults::write_long;
 pub use error::DecodeError;
+pub use json::{JsonDecoder, JsonMode, JsonPlan};
 pub use schema::{DecodePlan, SchemaError};
 pub use wire::{WireError, split_confluent};
 

@@ -37,6 +37,8 @@ pub enum SchemaError {
     Recursive { name: String },
     #[error("invalid arrow type at {path}: {reason}")]
     Arrow { path: String, reason: String },
+    #[error("row schema at {path}: {reason}")]
+    Json { path: String, reason: String },
 }
 
 /// A compiled writer → reader resolution: what the decoder runs for every body.

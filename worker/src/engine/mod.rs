@@ -298,14 +298,14 @@ impl Engine {
         let checkpoint = Checkpoint::open(&checkpoint_url, &store_opts)?;
         let query_id = checkpoint.query_id().await?;
         let batch_id = checkpoint.next_batch_id().await?;
-        let registry = crate::format::registry_client(&spec.format.avro, opts.secrets.as_ref())?;
+        let registry = crate::format::registry_client(&spec.format, opts.secrets.as_ref())?;
         let add_columns = spec
             .sink
             .delta
             .as_ref()
             .is_some_and(|d| d.schema_evolution == spillway_api::SchemaEvolution::AddColumns);
         // Without `readerSchema`, the reader an earlier run adopted (the table's schema).
-        let decoder = ValueDecoder::new(&spec.format.avro, &loaded.base_dir, registry)
+        let decoder = ValueDecoder::new(&spec.format, &loaded.base_dir, registry)
             .await?
             .with_schema_evolution(add_columns)
             .with_adopted_reader(checkpoint.reader_schema().await?);

@@ -182,6 +182,7 @@ async fn preload(b: &PipelineBench, topic: &str) -> Result<String, BenchError> {
         count: b.records,
         seed: b.seed,
         key_by_user: false,
+        format: crate::tools::produce::ValueFormat::Avro,
         encoding: Encoding::Raw,
         schema_registry: None,
         schema: None,

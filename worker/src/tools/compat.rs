@@ -63,8 +63,12 @@ pub async fn check_registry(
     secrets: &dyn SecretSource,
 ) -> Result<Verdict, String> {
     let spec = &loaded.pipeline.spec;
-    let avro = &spec.format.avro;
-    let client = crate::format::registry_client(avro, secrets)
+    let avro = spec
+        .format
+        .avro
+        .as_ref()
+        .ok_or("--check-registry checks Avro schemas: the pipeline has no format.avro")?;
+    let client = crate::format::registry_client(&spec.format, secrets)
         .map_err(|e| e.to_string())?
         .ok_or("the pipeline has no format.avro.schemaRegistry")?;
     let subject = avro

@@ -103,6 +103,59 @@ impl HsuTestEvent {
     }
 }
 
+/// The orders example's row schema (the seeds' orders ETL): an Avro record, what
+/// `spillway produce --format json` writes as JSON.
+pub const ORDERS_SCHEMA: &str = r#"{"type":"record","name":"Order","fields":[{"name":"order_id","type":"long"},{"name":"customer_id","type":"string"},{"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},{"name":"status","type":"string"},{"name":"order_timestamp","type":{"type":"long","logicalType":"timestamp-micros"}}]}"#;
+
+/// The same row schema as a JSON Schema (registered with `--encoding confluent`).
+pub const ORDERS_JSON_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","title":"Order","type":"object","required":["order_id","customer_id","amount","status","order_timestamp"],"properties":{"order_id":{"type":"integer"},"customer_id":{"type":"string"},"amount":{"type":"number","format":"decimal","precision":10,"scale":2},"status":{"type":"string"},"order_timestamp":{"type":"string","format":"date-time"}}}"#;
+
+/// Order statuses.
+pub const ORDER_STATUSES: &[&str] = &["NEW", "PAID", "SHIPPED", "CANCELLED", "REFUNDED"];
+
+/// Deterministic orders as JSON text: order `i` of seed `s` is always the same. Order ids
+/// count from 1; amounts run from -20.00 to 979.99 (about 2 % not positive, which the
+/// example drops); times start at 2025-12-28T00:00:00Z, 97 s apart on average, so a few
+/// thousand orders cross a day, a month and a year.
+#[derive(Debug, Clone)]
+pub struct OrderGenerator {
+    rng: Rng,
+    n: i64,
+    ts: i64,
+}
+
+impl OrderGenerator {
+    /// The first order of `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: Rng::new(seed),
+            n: 0,
+            ts: 1_766_880_000,
+        }
+    }
+
+    /// Appends the next order's JSON text; returns its customer id (a key).
+    pub fn next_json(&mut self, out: &mut Vec<u8>) -> String {
+        use std::io::Write as _;
+        self.n += 1;
+        let customer = self.rng.below(5000);
+        let cents = self.rng.below(100_000) as i64 - 2_000;
+        let status = ORDER_STATUSES[self.rng.below(ORDER_STATUSES.len() as u64) as usize];
+        self.ts += 47 + self.rng.below(100) as i64;
+        let time = chrono::DateTime::from_timestamp(self.ts, 0)
+            .unwrap_or_default()
+            .format("%Y-%m-%dT%H:%M:%SZ");
+        let sign = if cents < 0 { "-" } else { "" };
+        let (whole, frac) = (cents.abs() / 100, cents.abs() % 100);
+        let _ = write!(
+            out,
+            r#"{{"order_id":{},"customer_id":"cust-{customer:04}","amount":{sign}{whole}.{frac:02},"status":"{status}","order_timestamp":"{time}"}}"#,
+            self.n
+        );
+        format!("cust-{customer:04}")
+    }
+}
+
 /// Errors generating values for a schema.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -294,6 +347,36 @@ fn collect_named(s: &Schema, out: &mut std::collections::HashMap<String, Schema>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orders_parse_under_both_row_schemas_and_some_are_not_positive() {
+        use crate::decode::{JsonDecoder, JsonMode, JsonPlan};
+        let avro = JsonPlan::from_schema(ORDERS_SCHEMA).unwrap();
+        let json = JsonPlan::from_schema(ORDERS_JSON_SCHEMA).unwrap();
+        assert_eq!(avro.arrow_schema(), json.arrow_schema());
+        let mut d = JsonDecoder::new(std::sync::Arc::new(json), JsonMode::FailFast);
+        let mut g = OrderGenerator::new(7);
+        let mut text = Vec::new();
+        let mut not_positive = 0;
+        for _ in 0..5000 {
+            text.clear();
+            g.next_json(&mut text);
+            d.push(&text).unwrap();
+            not_positive += usize::from(
+                text.windows(10).any(|w| w == b"\"amount\":-")
+                    || text.windows(13).any(|w| w == b"\"amount\":0.00"),
+            );
+        }
+        let batch = d.finish().unwrap();
+        assert_eq!(batch.num_rows(), 5000);
+        assert!((50..200).contains(&not_positive), "{not_positive}");
+        let again = {
+            let mut t = Vec::new();
+            OrderGenerator::new(7).next_json(&mut t);
+            t
+        };
+        assert!(again.starts_with(br#"{"order_id":1,"#));
+    }
 
     #[test]
     fn hsutest_is_deterministic_and_valid_avro() {

@@ -15,7 +15,9 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 
 use crate::registry::{RegistryClient, RegistryError, RetryFor};
-use crate::tools::generate::{HSUTEST_SCHEMA, HsuTestGenerator, Rng, ValueGenerator};
+use crate::tools::generate::{
+    HSUTEST_SCHEMA, HsuTestGenerator, ORDERS_JSON_SCHEMA, OrderGenerator, Rng, ValueGenerator,
+};
 
 /// Value encoding of produced records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,6 +26,16 @@ pub enum Encoding {
     Raw,
     /// Magic byte 0, the 4-byte big-endian schema id, then the body.
     Confluent,
+}
+
+/// What values are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValueFormat {
+    /// Avro bodies: HsuTestEvents, or random values of `--schema`.
+    Avro,
+    /// JSON text: the orders example's orders (order_id, customer_id, amount, status,
+    /// order_timestamp).
+    Json,
 }
 
 /// What to produce.
@@ -41,6 +53,8 @@ pub struct ProduceOptions {
     pub seed: u64,
     /// Key records by user (`user-NNNN`).
     pub key_by_user: bool,
+    /// Value format.
+    pub format: ValueFormat,
     /// Value encoding.
     pub encoding: Encoding,
     /// Registry URL (Confluent encoding).
@@ -80,6 +94,9 @@ pub enum ProduceError {
     /// Confluent encoding without a registry.
     #[error("--encoding confluent needs --schema-registry")]
     NoRegistry,
+    /// JSON values are the orders example's; a schema file is for Avro.
+    #[error("--format json produces the orders example's orders: --schema is for --format avro")]
+    JsonSchemaFile,
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -162,6 +179,7 @@ impl ProducerContext for Counting {
 enum Source {
     Hsu(HsuTestGenerator),
     Any(Box<ValueGenerator>, Rng),
+    Orders(OrderGenerator),
 }
 
 /// How long [`ensure_topic`] waits for the new topic's partition leaders.
@@ -246,26 +264,52 @@ fn has_leaders(client: &BaseProducer, topic: &str, partitions: i32) -> bool {
     })
 }
 
+/// The generator of `opts`, and the schema a Confluent encoding registers (text, registry
+/// schema type).
+fn value_source(opts: &ProduceOptions) -> Result<(Source, (String, &'static str)), ProduceError> {
+    if opts.format == ValueFormat::Json {
+        if opts.schema.is_some() {
+            return Err(ProduceError::JsonSchemaFile);
+        }
+        return Ok((
+            Source::Orders(OrderGenerator::new(opts.seed)),
+            (ORDERS_JSON_SCHEMA.to_string(), "JSON"),
+        ));
+    }
+    let parse = |what: String, text: &str| {
+        apache_avro::Schema::parse_str(text).map_err(|e| ProduceError::Schema {
+            path: what,
+            message: e.to_string(),
+        })
+    };
+    let Some(path) = &opts.schema else {
+        let canonical = parse("HsuTestEvent".into(), HSUTEST_SCHEMA)?.canonical_form();
+        return Ok((
+            Source::Hsu(HsuTestGenerator::new(opts.seed)),
+            (canonical, "AVRO"),
+        ));
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| ProduceError::Schema {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let schema = parse(path.display().to_string(), &text)?;
+    let canonical = schema.canonical_form();
+    Ok((
+        Source::Any(
+            Box::new(ValueGenerator::new(schema, opts.seed)),
+            Rng::new(opts.seed ^ 0x5eed),
+        ),
+        (canonical, "AVRO"),
+    ))
+}
+
 /// Produces records; `progress` is called about once a second with (sent, bytes, elapsed).
 pub async fn produce(
     opts: &ProduceOptions,
     mut progress: impl FnMut(u64, u64, Duration),
 ) -> Result<ProduceSummary, ProduceError> {
-    let schema_text = match &opts.schema {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| ProduceError::Schema {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?,
-        None => HSUTEST_SCHEMA.to_string(),
-    };
-    let schema =
-        apache_avro::Schema::parse_str(&schema_text).map_err(|e| ProduceError::Schema {
-            path: opts
-                .schema
-                .as_ref()
-                .map_or("HsuTestEvent".into(), |p| p.display().to_string()),
-            message: e.to_string(),
-        })?;
+    let (mut source, registered) = value_source(opts)?;
     let schema_id = match opts.encoding {
         Encoding::Raw => None,
         Encoding::Confluent => {
@@ -279,9 +323,10 @@ pub async fn produce(
                 None,
                 RetryFor::AtMost(Duration::from_secs(60)),
             )?;
+            let (schema, schema_type) = registered;
             Some(
                 client
-                    .register(&format!("{}-value", opts.topic), &schema.canonical_form())
+                    .register_typed(&format!("{}-value", opts.topic), &schema, schema_type)
                     .await?,
             )
         }
@@ -289,15 +334,6 @@ pub async fn produce(
     if let Some(p) = opts.partitions {
         ensure_topic(&opts.bootstrap, &opts.topic, p).await?;
     }
-    let mut source = if opts.schema.is_none() {
-        Source::Hsu(HsuTestGenerator::new(opts.seed))
-    } else {
-        Source::Any(
-            Box::new(ValueGenerator::new(schema, opts.seed)),
-            Rng::new(opts.seed ^ 0x5eed),
-        )
-    };
-
     let deliveries = Arc::new(Deliveries::default());
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &opts.bootstrap)
@@ -332,6 +368,7 @@ pub async fn produce(
                 value.extend_from_slice(&g.next_body()?);
                 format!("user-{:04}", rng.below(1000))
             }
+            Source::Orders(g) => g.next_json(&mut value),
         };
         bytes += value.len() as u64;
         let mut record = BaseRecord::to(&opts.topic).payload(&value);

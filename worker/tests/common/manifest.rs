@@ -39,6 +39,11 @@ impl Manifest {
         }))
     }
 
+    /// A manifest file's text (a sample's), to change for a test.
+    pub fn from_yaml(text: &str) -> Self {
+        Self(serde_yaml::from_str(text).unwrap())
+    }
+
     /// [`Manifest::new`] with raw Avro HsuTestEvents
     /// (`spillway_worker::tools::generate::HSUTEST_SCHEMA`), what `spillway produce` writes.
     pub fn hsutest(topic: &str) -> Self {

@@ -43,6 +43,11 @@ pub fn base() -> Value {
     })
 }
 
+/// JSON values with an inline row schema instead of Avro.
+fn json_rows(v: &mut Value) {
+    v["spec"]["format"] = json!({"json": {"schema": {"inline": "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}"}}});
+}
+
 fn raw_avro(v: &mut Value) {
     v["spec"]["format"]["avro"] =
         json!({"encoding": "raw", "writerSchema": {"inline": "\"long\""}});
@@ -114,6 +119,43 @@ pub const CEL_RULES: &[Case] = &[
                 json!({"registry": {}, "inline": "\"long\""})
         },
         path: "spec.format.avro.readerSchema",
+    },
+    Case {
+        name: "avro and json",
+        mutate: |v| {
+            v["spec"]["format"]["json"] = json!({"schema": {"inline": "{}"}});
+        },
+        path: "spec.format",
+    },
+    Case {
+        name: "no format",
+        mutate: |v| v["spec"]["format"] = json!({}),
+        path: "spec.format",
+    },
+    Case {
+        name: "confluent json without registry",
+        mutate: |v| {
+            json_rows(v);
+            v["spec"]["format"]["json"]["encoding"] = json!("confluent");
+        },
+        path: "spec.format.json.schemaRegistry",
+    },
+    Case {
+        name: "json schema from the registry without registry",
+        mutate: |v| {
+            json_rows(v);
+            v["spec"]["format"]["json"]["schema"] =
+                json!({"registry": {"subject": "orders-value"}});
+        },
+        path: "spec.format.json.schema",
+    },
+    Case {
+        name: "json schema from two places",
+        mutate: |v| {
+            json_rows(v);
+            v["spec"]["format"]["json"]["schema"]["file"] = json!("order.json");
+        },
+        path: "spec.format.json.schema",
     },
     Case {
         name: "merge without keys",
@@ -430,6 +472,14 @@ pub const SCHEMA: &[Case] = &[
         name: "registry timeout in words",
         mutate: |v| v["spec"]["format"]["avro"]["schemaRegistry"]["timeout"] = json!("ten seconds"),
         path: "spec.format.avro.schemaRegistry.timeout",
+    },
+    Case {
+        name: "json registry url without scheme",
+        mutate: |v| {
+            json_rows(v);
+            v["spec"]["format"]["json"]["schemaRegistry"] = json!({"url": "r:8081"});
+        },
+        path: "spec.format.json.schemaRegistry.url",
     },
     Case {
         name: "lateness in words",

@@ -1,149 +1,17 @@
-//! I/O: decodes Kafka values per `spec.format.avro` into Arrow — raw values with the spec's
-//! writer schema, or Confluent values with per-id writer schemas from the registry — all
-//! resolved to one reader schema, one bad record at a time.
+//! I/O: Avro values — raw with the spec's writer schema, or Confluent with per-id writer
+//! schemas from the registry — resolved to one reader schema.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use spillway_api::{AvroEncoding, AvroFormat, ConfigMapKeyRef};
+use spillway_api::{AvroEncoding, AvroFormat};
 
-use crate::decode::{
-    AvroDecoder, DecodeError, DecodePlan, SchemaError, WireError, split_confluent,
-};
-use crate::registry::{RegistryClient, RegistryError, RetryFor};
-use crate::secrets::SecretSource;
-
-/// Where the operator mounts ConfigMap-referenced schemas: `<dir>/<configmap>/<key>`.
-pub const SCHEMA_MOUNT_DIR: &str = "/etc/spillway/schemas";
-
-/// Why one record could not be decoded: a bad record, handled by `errors.onBadRecord`.
-#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
-pub enum BadRecord {
-    /// The record has no value (a tombstone).
-    #[error("record has no value")]
-    NullValue,
-    /// Not in the Confluent wire format.
-    #[error(transparent)]
-    Wire(#[from] WireError),
-    /// The registry does not know the schema id.
-    #[error("unknown schema id {id}")]
-    UnknownSchemaId {
-        /// The id in the payload.
-        id: u32,
-    },
-    /// The writer schema cannot be resolved to the reader schema.
-    #[error("writer schema {id} is incompatible with the reader schema: {message}")]
-    SchemaIncompatible {
-        /// The writer schema id.
-        id: u32,
-        /// Why.
-        message: String,
-    },
-    /// The body does not decode with its writer schema.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-}
-
-impl BadRecord {
-    /// The static reason, used as metric label and dead-letter error class.
-    pub fn reason(&self) -> &'static str {
-        self.into()
-    }
-}
-
-/// Errors that stop the pipeline (not bad records).
-#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
-pub enum FormatError {
-    /// A schema in the spec could not be read.
-    #[error("cannot read schema {what}: {message}")]
-    SchemaSource {
-        /// Which schema.
-        what: String,
-        /// Why.
-        message: String,
-    },
-    /// A schema in the spec does not compile.
-    #[error("invalid {what} schema: {source}")]
-    Schema {
-        /// Which schema.
-        what: &'static str,
-        /// Why.
-        #[source]
-        source: SchemaError,
-    },
-    /// The registry is misconfigured or refused us.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// Concatenating the per-schema batches failed.
-    #[error("failed to assemble the batch: {0}")]
-    Arrow(#[from] arrow_schema::ArrowError),
-    /// A finished column did not build.
-    #[error("failed to finish the batch: {0}")]
-    Finish(DecodeError),
-}
-
-fn read_schema_source(
-    what: &str,
-    inline: Option<&String>,
-    file: Option<&String>,
-    cm: Option<&ConfigMapKeyRef>,
-    base_dir: &Path,
-) -> Result<Option<String>, FormatError> {
-    let err = |m: String| FormatError::SchemaSource {
-        what: what.to_string(),
-        message: m,
-    };
-    if let Some(s) = inline {
-        return Ok(Some(s.clone()));
-    }
-    let path = match (file, cm) {
-        (Some(f), _) => base_dir.join(f),
-        (None, Some(c)) => Path::new(SCHEMA_MOUNT_DIR).join(&c.name).join(&c.key),
-        (None, None) => return Ok(None),
-    };
-    std::fs::read_to_string(&path)
-        .map(Some)
-        .map_err(|e| err(format!("{}: {e}", path.display())))
-}
-
-/// The registry client of a format, if it has a registry.
-pub fn registry_client(
-    avro: &AvroFormat,
-    secrets: &dyn SecretSource,
-) -> Result<Option<RegistryClient>, FormatError> {
-    let Some(reg) = &avro.schema_registry else {
-        return Ok(None);
-    };
-    let timeout =
-        spillway_api::validate::parse_duration(&reg.timeout).unwrap_or(Duration::from_secs(10));
-    let auth = match &reg.basic_auth {
-        Some(b) => Some((
-            secrets
-                .resolve(&b.username_secret_ref)
-                .map_err(|e| FormatError::SchemaSource {
-                    what: "registry credentials".into(),
-                    message: e.to_string(),
-                })?,
-            secrets
-                .resolve(&b.password_secret_ref)
-                .map_err(|e| FormatError::SchemaSource {
-                    what: "registry credentials".into(),
-                    message: e.to_string(),
-                })?,
-        )),
-        None => None,
-    };
-    Ok(Some(RegistryClient::new(
-        &reg.url,
-        timeout,
-        auth,
-        RetryFor::Ever,
-    )?))
-}
+use super::{BadRecord, FormatError, read_reader_schema, read_schema_source, schema_of_id};
+use crate::decode::{AvroDecoder, DecodePlan, split_confluent};
+use crate::registry::RegistryClient;
 
 /// One group of rows sharing a writer schema.
 struct Group<M> {
@@ -158,10 +26,9 @@ type Part<M> = (RecordBatch, Vec<M>, Vec<u32>);
 
 /// Decodes values into one Arrow schema (the reader's), keeping each row's metadata `M`
 /// (partition, offset, …) aligned with it.
-pub struct ValueDecoder<M> {
+pub(super) struct AvroValues<M> {
     encoding: AvroEncoding,
     registry: Option<RegistryClient>,
-    writer: Option<String>,
     reader: Option<String>,
     plans: HashMap<u32, Result<Arc<DecodePlan>, String>>,
     raw_plan: Option<Arc<DecodePlan>>,
@@ -179,15 +46,15 @@ pub struct ValueDecoder<M> {
     next_seq: u32,
 }
 
-impl<M> std::fmt::Debug for ValueDecoder<M> {
+impl<M> std::fmt::Debug for AvroValues<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ValueDecoder")
+        f.debug_struct("AvroValues")
             .field("encoding", &self.encoding)
             .finish()
     }
 }
 
-impl<M> ValueDecoder<M> {
+impl<M> AvroValues<M> {
     /// Builds the decoder for a format; reads the spec's schemas (and the reader schema
     /// from the registry when asked) now.
     pub async fn new(
@@ -206,20 +73,7 @@ impl<M> ValueDecoder<M> {
             None => None,
         };
         let reader = match &avro.reader_schema {
-            Some(r) => match (&r.registry, &registry) {
-                (Some(g), Some(client)) => {
-                    let subject = g.subject.clone().unwrap_or_default();
-                    let version = g.version.clone().unwrap_or_else(|| "latest".into());
-                    Some(client.subject_version(&subject, &version).await?.schema)
-                }
-                _ => read_schema_source(
-                    "readerSchema",
-                    r.inline.as_ref(),
-                    r.file.as_ref(),
-                    r.config_map_key_ref.as_ref(),
-                    base_dir,
-                )?,
-            },
+            Some(r) => read_reader_schema("readerSchema", r, registry.as_ref(), base_dir).await?,
             None => None,
         };
         let raw_plan = match (avro.encoding, &writer) {
@@ -236,7 +90,6 @@ impl<M> ValueDecoder<M> {
         Ok(Self {
             encoding: avro.encoding,
             registry,
-            writer,
             reader,
             plans: HashMap::new(),
             raw_plan,
@@ -292,11 +145,6 @@ impl<M> ValueDecoder<M> {
         Ok(())
     }
 
-    /// The reader schema in force (None until a Confluent decoder has seen its first writer).
-    pub fn reader_schema(&self) -> Option<&str> {
-        self.reader.as_deref().or(self.writer.as_deref())
-    }
-
     async fn plan_for(
         &mut self,
         id: u32,
@@ -306,21 +154,9 @@ impl<M> ValueDecoder<M> {
                 .clone()
                 .map_err(|message| BadRecord::SchemaIncompatible { id, message }));
         }
-        let Some(client) = &self.registry else {
-            return Ok(Err(BadRecord::UnknownSchemaId { id }));
-        };
-        let writer = match client.schema_by_id(id).await {
+        let writer = match schema_of_id(self.registry.as_ref(), id).await? {
             Ok(w) => w,
-            Err(RegistryError::NotFound { .. }) => {
-                return Ok(Err(BadRecord::UnknownSchemaId { id }));
-            }
-            Err(e @ RegistryError::Oversized { .. }) => {
-                return Ok(Err(BadRecord::SchemaIncompatible {
-                    id,
-                    message: e.to_string(),
-                }));
-            }
-            Err(e) => return Err(e.into()),
+            Err(bad) => return Ok(Err(bad)),
         };
         match self.reader.as_deref() {
             None => {
@@ -408,11 +244,6 @@ impl<M> ValueDecoder<M> {
     /// Rows decoded since the last [`finish`](Self::finish).
     pub fn len(&self) -> usize {
         self.groups.values().map(|g| g.meta.len()).sum()
-    }
-
-    /// Whether no row is pending.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The batch of all rows so far (reader schema) and their metadata, in the same order —
