@@ -94,6 +94,13 @@ fn cluster_problems(p: &StreamingPipeline) -> Vec<Problem> {
     {
         out.push(problem(&format!("{path}.file"), FILE));
     }
+    if p.spec
+        .format
+        .descriptor_set()
+        .is_some_and(|d| d.file.is_some())
+    {
+        out.push(problem("spec.format.protobuf.descriptorSet.file", FILE));
+    }
     out
 }
 

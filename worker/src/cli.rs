@@ -174,8 +174,12 @@ pub struct ProduceArgs {
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Avro decoding: our columnar decoder against apache-avro's `from_avro_datum` into
-    /// `Value`, on the same payloads, for HsuTestEvent and a wide nested schema.
+    /// Decoding, one thread: Avro (our columnar decoder against apache-avro's
+    /// `from_avro_datum` into `Value`, for HsuTestEvent and a wide nested schema), then JSON
+    /// (our decoder against arrow-json's with the same Arrow schema and serde_json into
+    /// `Value`, for HsuTestEvent and the orders JSON Schema), then Protobuf (our decoder
+    /// against prost-reflect's `DynamicMessage`, for HsuTestEvent and a nested order), on
+    /// the same payloads.
     Decode {
         /// Records per schema.
         #[arg(long, default_value_t = 1_000_000)]
@@ -420,6 +424,12 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Decode { records, seed } => {
             let rows = crate::decode::bench::run_decode_bench(records, seed)?;
             print!("{}", crate::decode::bench::format_report(&rows));
+            println!();
+            let rows = crate::decode::bench::run_json_bench(records, seed)?;
+            print!("{}", crate::decode::bench::format_json_report(&rows));
+            println!();
+            let rows = crate::decode::bench::run_protobuf_bench(records, seed)?;
+            print!("{}", crate::decode::bench::format_protobuf_report(&rows));
         }
         BenchCommand::Merge {
             rows,

@@ -79,6 +79,53 @@ fn schema_problem(text: &str, json_rows: bool, field: &str) -> Option<String> {
     None
 }
 
+/// What a local run can check of a Protobuf format: the `.proto` source (inline or file)
+/// compiles, or the descriptor set file reads, and either holds `messageType` as columns.
+fn protobuf_problems(p: &spillway_api::ProtobufFormat, base_dir: &Path) -> Vec<Problem> {
+    use crate::decode::ProtoPlan;
+    use crate::decode::protobuf::compile_proto;
+    let name = p.message_type.trim_start_matches('.');
+    let from_source = |file: &str, text: &str| {
+        compile_proto(file, text, &[]).and_then(|pool| ProtoPlan::from_pool(&pool, name))
+    };
+    let mut out = Vec::new();
+    let mut check = |path: String, result: Result<ProtoPlan, String>| {
+        if let Err(message) = result {
+            out.push(Problem { path, message });
+        }
+    };
+    let base = "spec.format.protobuf";
+    if let Some(s) = &p.schema {
+        if let Some(text) = &s.inline {
+            check(
+                format!("{base}.schema.inline"),
+                from_source("schema.proto", text).map_err(|e| e.to_string()),
+            );
+        }
+        if let Some(file) = &s.file {
+            let result = std::fs::read_to_string(base_dir.join(file))
+                .map_err(|e| format!("cannot read {file}: {e}"))
+                .and_then(|text| {
+                    let name = Path::new(file)
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("schema.proto");
+                    from_source(name, &text).map_err(|e| format!("{file}: {e}"))
+                });
+            check(format!("{base}.schema.file"), result);
+        }
+    }
+    if let Some(file) = p.descriptor_set.as_ref().and_then(|d| d.file.as_ref()) {
+        let result = std::fs::read(base_dir.join(file))
+            .map_err(|e| format!("cannot read {file}: {e}"))
+            .and_then(|bytes| {
+                ProtoPlan::from_descriptor_set(&bytes, name).map_err(|e| format!("{file}: {e}"))
+            });
+        check(format!("{base}.descriptorSet.file"), result);
+    }
+    out
+}
+
 /// Parses and validates the manifest text; `base_dir` resolves relative schema files.
 pub fn load_str(text: &str, path: &Path, base_dir: &Path) -> Result<LoadedPipeline, ManifestError> {
     let pipeline = spillway_api::manifest::parse(text).map_err(|source| ManifestError::Parse {
@@ -97,6 +144,7 @@ pub fn load_str(text: &str, path: &Path, base_dir: &Path) -> Result<LoadedPipeli
     }
     if let Some((field, r)) = format.row_schema()
         && let Some(file) = &r.file
+        && format.protobuf.is_none()
     {
         texts.push((field.to_string(), file));
     }
@@ -125,6 +173,9 @@ pub fn load_str(text: &str, path: &Path, base_dir: &Path) -> Result<LoadedPipeli
             path: "spec.format.json.schema.inline".into(),
             message,
         });
+    }
+    if let Some(p) = &format.protobuf {
+        problems.extend(protobuf_problems(p, base_dir));
     }
     if problems.is_empty() {
         Ok(LoadedPipeline {

@@ -77,6 +77,20 @@ pub struct SubjectSchema {
     pub version: i32,
     /// The schema text.
     pub schema: String,
+    /// Other subjects' schemas this one imports (Protobuf imports, Avro named types).
+    #[serde(default)]
+    pub references: Vec<SchemaReference>,
+}
+
+/// A reference from a schema to another subject's version (`name` is how it is imported).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SchemaReference {
+    /// The import name, e.g. `shop/common.proto`.
+    pub name: String,
+    /// The referenced subject.
+    pub subject: String,
+    /// Its version.
+    pub version: i32,
 }
 
 #[derive(Deserialize)]

@@ -32,7 +32,7 @@ fn samples_are_valid() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("valid StreamingPipeline"));
         n += 1;
     }
-    assert_eq!(n, 5);
+    assert_eq!(n, 6);
 }
 
 #[test]
@@ -146,6 +146,39 @@ fn a_json_row_schema_without_columns_is_refused_with_its_pointer() {
     let want =
         "spec.format.json.schema.inline: row schema at #/properties/status/oneOf: is not supported";
     assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+}
+
+#[test]
+fn a_protobuf_message_type_the_schema_lacks_is_refused_locally() {
+    let dir = std::env::temp_dir().join(format!("spillway-validate-proto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sample = std::fs::read_to_string(samples().join("orders-protobuf-delta.yaml")).unwrap();
+    let cases = [
+        (
+            sample.replace("messageType: shop.v1.Order", "messageType: shop.v1.Refund"),
+            "spec.format.protobuf.schema.inline: protobuf schema at shop.v1.Refund: no such message in the schema",
+        ),
+        (
+            sample.replace("message Line {", "message Line { Line next = 3;"),
+            "spec.format.protobuf.schema.inline: protobuf schema at shop.v1.Order.lines.next: shop.v1.Order.Line is recursive",
+        ),
+        (
+            sample.replace("int64 order_id = 1;", "int64 order_id = 1"),
+            "spec.format.protobuf.schema.inline: protobuf schema at schema.proto:",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let file = dir.join(format!("proto-{i}.yaml"));
+        std::fs::write(&file, text).unwrap();
+        let out = spillway()
+            .args(["validate", "-f"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
 }
 
 #[test]

@@ -1,12 +1,13 @@
-//! Pure: `spec.format` — Avro (encoding, schema registry, writer and reader schemas) or
-//! JSON (a row schema, the mismatch mode, plain or Confluent-framed).
+//! Pure: `spec.format` — Avro (encoding, schema registry, writer and reader schemas),
+//! JSON (a row schema, the mismatch mode, plain or Confluent-framed) or Protobuf (a
+//! message type of `.proto` source or a descriptor set, raw or Confluent-framed).
 
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{ConfigMapKeyRef, SecretKeyRef, defaults, rules};
 
-/// How record values are encoded: exactly one of `avro` or `json`.
+/// How record values are encoded: exactly one of `avro`, `json` or `protobuf`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = rules::FORMAT_EXACTLY_ONE)]
@@ -17,6 +18,9 @@ pub struct FormatSpec {
     /// JSON values parsed with a row schema (Spark's `from_json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<JsonFormat>,
+    /// Protobuf values of one message type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protobuf: Option<ProtobufFormat>,
 }
 
 impl FormatSpec {
@@ -25,16 +29,48 @@ impl FormatSpec {
         Self {
             avro: Some(avro),
             json: None,
+            protobuf: None,
         }
+    }
+
+    /// Protobuf values with this format.
+    pub fn protobuf(protobuf: ProtobufFormat) -> Self {
+        Self {
+            avro: None,
+            json: None,
+            protobuf: Some(protobuf),
+        }
+    }
+
+    /// How many of the formats are set (a valid spec has one).
+    pub fn count(&self) -> usize {
+        usize::from(self.avro.is_some())
+            + usize::from(self.json.is_some())
+            + usize::from(self.protobuf.is_some())
     }
 
     /// The schema registry of whichever format is set.
     pub fn schema_registry(&self) -> Option<&SchemaRegistrySpec> {
-        match (&self.avro, &self.json) {
-            (Some(a), _) => a.schema_registry.as_ref(),
-            (None, Some(j)) => j.schema_registry.as_ref(),
-            (None, None) => None,
+        match (&self.avro, &self.json, &self.protobuf) {
+            (Some(a), _, _) => a.schema_registry.as_ref(),
+            (None, Some(j), _) => j.schema_registry.as_ref(),
+            (None, None, Some(p)) => p.schema_registry.as_ref(),
+            (None, None, None) => None,
         }
+    }
+
+    /// The Protobuf descriptor set, to change (the operator mounts ConfigMap keys).
+    pub fn descriptor_set_mut(&mut self) -> Option<&mut DescriptorSetSource> {
+        self.protobuf
+            .as_mut()
+            .and_then(|p| p.descriptor_set.as_mut())
+    }
+
+    /// The Protobuf descriptor set, if the format has one.
+    pub fn descriptor_set(&self) -> Option<&DescriptorSetSource> {
+        self.protobuf
+            .as_ref()
+            .and_then(|p| p.descriptor_set.as_ref())
     }
 
     /// The Avro writer schema (raw Avro only).
@@ -42,25 +78,30 @@ impl FormatSpec {
         self.avro.as_mut().and_then(|a| a.writer_schema.as_mut())
     }
 
-    /// The schema rows are read into — Avro's `readerSchema` or JSON's `schema` — and its
-    /// field path.
+    /// The schema rows are read into — Avro's `readerSchema`, JSON's `schema` or
+    /// Protobuf's `.proto` `schema` — and its field path.
     pub fn row_schema(&self) -> Option<(&'static str, &ReaderSchema)> {
-        match (&self.avro, &self.json) {
-            (Some(a), _) => a
+        match (&self.avro, &self.json, &self.protobuf) {
+            (Some(a), _, _) => a
                 .reader_schema
                 .as_ref()
                 .map(|r| ("spec.format.avro.readerSchema", r)),
-            (None, Some(j)) => Some(("spec.format.json.schema", &j.schema)),
-            (None, None) => None,
+            (None, Some(j), _) => Some(("spec.format.json.schema", &j.schema)),
+            (None, None, Some(p)) => p
+                .schema
+                .as_ref()
+                .map(|r| ("spec.format.protobuf.schema", r)),
+            (None, None, None) => None,
         }
     }
 
     /// The schema rows are read into, to change.
     pub fn row_schema_mut(&mut self) -> Option<&mut ReaderSchema> {
-        match (&mut self.avro, &mut self.json) {
-            (Some(a), _) => a.reader_schema.as_mut(),
-            (None, Some(j)) => Some(&mut j.schema),
-            (None, None) => None,
+        match (&mut self.avro, &mut self.json, &mut self.protobuf) {
+            (Some(a), _, _) => a.reader_schema.as_mut(),
+            (None, Some(j), _) => Some(&mut j.schema),
+            (None, None, Some(p)) => p.schema.as_mut(),
+            (None, None, None) => None,
         }
     }
 }
@@ -115,6 +156,64 @@ pub enum JsonMode {
     /// The record is a bad record.
     #[serde(rename = "FAILFAST")]
     FailFast,
+}
+
+/// Protobuf values of one message type: its fields (by number) are the table's columns.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = rules::PROTOBUF_SCHEMA_EXACTLY_ONE)]
+#[x_kube(validation = rules::PROTOBUF_CONFLUENT_NEEDS_REGISTRY)]
+#[x_kube(validation = rules::PROTOBUF_SCHEMA_REGISTRY_NEEDS_REGISTRY)]
+pub struct ProtobufFormat {
+    /// `confluent`: Confluent's protobuf serializer framing — magic byte 0, a 4-byte
+    /// big-endian schema id the registry must know, the message-index array, then the
+    /// message; a record whose indexes name another message than `messageType` is a bad
+    /// record. `raw`: the bare message.
+    pub encoding: ProtobufEncoding,
+    /// The message type rows are read as, by its full name (package included), e.g.
+    /// `shop.v1.Order`. Writers of any version that kept its field numbers decode.
+    #[schemars(
+        length(min = 1),
+        regex(pattern = r"^\.?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    )]
+    pub message_type: String,
+    /// `.proto` source holding `messageType` (it may import protobuf's well-known types),
+    /// given inline, from a file or ConfigMap, or a registry subject version (whose
+    /// references are fetched too). Exactly one of `schema` or `descriptorSet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<ReaderSchema>,
+    /// A binary `FileDescriptorSet` holding `messageType` and its imports (`protoc
+    /// --include_imports --descriptor_set_out=…`), from a file or a ConfigMap key
+    /// (`binaryData`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor_set: Option<DescriptorSetSource>,
+    /// Confluent-compatible schema registry (for `confluent` or a registry `schema`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistrySpec>,
+}
+
+/// Protobuf value framing.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ProtobufEncoding {
+    /// The bare message.
+    Raw,
+    /// Magic byte 0, a 4-byte schema id, the message indexes, then the message.
+    Confluent,
+}
+
+/// A binary descriptor set from a file or a ConfigMap.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = rules::DESCRIPTOR_SET_EXACTLY_ONE)]
+pub struct DescriptorSetSource {
+    /// A path to the descriptor set file, relative to the manifest (local runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub file: Option<String>,
+    /// A ConfigMap key holding it (the operator mounts it into the workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<ConfigMapKeyRef>,
 }
 
 /// Avro value encoding and schemas.

@@ -68,8 +68,20 @@ rules! {
     SECURITY_TLS_NEEDS_PROTOCOL = ("!has(self.tls) || self.protocol in ['SSL', 'SASL_SSL']",
         "tls requires protocol SSL or SASL_SSL", ".protocol");
     /// One value format.
-    FORMAT_EXACTLY_ONE = ("has(self.avro) != has(self.json)",
-        "exactly one of avro or json must be set", "");
+    FORMAT_EXACTLY_ONE = ("[has(self.avro), has(self.json), has(self.protobuf)].filter(x, x).size() == 1",
+        "exactly one of avro, json or protobuf must be set", "");
+    /// A Protobuf message type comes from `.proto` source or a descriptor set.
+    PROTOBUF_SCHEMA_EXACTLY_ONE = ("has(self.schema) != has(self.descriptorSet)",
+        "exactly one of schema or descriptorSet must be set", "");
+    /// Confluent-framed Protobuf names its schema by registry id.
+    PROTOBUF_CONFLUENT_NEEDS_REGISTRY = ("self.encoding != 'confluent' || has(self.schemaRegistry)",
+        "confluent encoding requires schemaRegistry", ".schemaRegistry");
+    /// `.proto` source from the registry needs a registry.
+    PROTOBUF_SCHEMA_REGISTRY_NEEDS_REGISTRY = ("!has(self.schema) || !has(self.schema.registry) || has(self.schemaRegistry)",
+        "schema.registry requires schemaRegistry", ".schema");
+    /// A descriptor set comes from one place.
+    DESCRIPTOR_SET_EXACTLY_ONE = ("has(self.file) != has(self.configMapKeyRef)",
+        "exactly one of file or configMapKeyRef must be set", "");
     /// Confluent-framed JSON names its schema by registry id.
     JSON_CONFLUENT_NEEDS_REGISTRY = ("!has(self.encoding) || self.encoding != 'confluent' || has(self.schemaRegistry)",
         "confluent encoding requires schemaRegistry", ".schemaRegistry");

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::rules::{self, CelRule};
 use crate::{
-    AvroEncoding, AvroFormat, DeltaMode, EndingOffsets, JsonEncoding, OnBadRecord, ReaderSchema,
-    SchemaRegistrySpec, SchemaSource, SecurityProtocol, StartingOffsets, StreamingPipelineSpec,
-    defaults,
+    AvroEncoding, AvroFormat, DeltaMode, EndingOffsets, JsonEncoding, OnBadRecord,
+    ProtobufEncoding, ProtobufFormat, ReaderSchema, SchemaRegistrySpec, SchemaSource,
+    SecurityProtocol, StartingOffsets, StreamingPipelineSpec, defaults,
 };
 
 /// One problem of a spec, at a field path such as `spec.source.kafka.topics`.
@@ -450,11 +450,7 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
 
     // format
     let f = &spec.format;
-    c.rule(
-        f.avro.is_some() != f.json.is_some(),
-        "spec.format",
-        rules::FORMAT_EXACTLY_ONE,
-    );
+    c.rule(f.count() == 1, "spec.format", rules::FORMAT_EXACTLY_ONE);
     if let Some(a) = &f.avro {
         avro_format(&mut c, a);
     }
@@ -473,7 +469,10 @@ pub fn validate(spec: &StreamingPipelineSpec) -> Result<(), Problems> {
         if let Some(reg) = &j.schema_registry {
             registry(&mut c, &format!("{jp}.schemaRegistry"), reg);
         }
-        reader_schema(&mut c, &format!("{jp}.schema"), &j.schema);
+        reader_schema(&mut c, &format!("{jp}.schema"), &j.schema, true);
+    }
+    if let Some(p) = &f.protobuf {
+        protobuf_format(&mut c, p);
     }
 
     // transform
@@ -682,7 +681,7 @@ fn avro_format(c: &mut Check, a: &AvroFormat) {
         schema_source(c, &format!("{ap}.writerSchema"), w);
     }
     if let Some(r) = &a.reader_schema {
-        reader_schema(c, &format!("{ap}.readerSchema"), r);
+        reader_schema(c, &format!("{ap}.readerSchema"), r, true);
     }
 }
 
@@ -698,7 +697,54 @@ fn registry(c: &mut Check, rp: &str, reg: &SchemaRegistrySpec) {
     c.duration(&format!("{rp}.timeout"), &reg.timeout);
 }
 
-fn reader_schema(c: &mut Check, rp: &str, r: &ReaderSchema) {
+fn protobuf_format(c: &mut Check, p: &ProtobufFormat) {
+    let pp = "spec.format.protobuf";
+    c.rule(
+        p.schema.is_some() != p.descriptor_set.is_some(),
+        pp,
+        rules::PROTOBUF_SCHEMA_EXACTLY_ONE,
+    );
+    c.rule(
+        p.encoding != ProtobufEncoding::Confluent || p.schema_registry.is_some(),
+        pp,
+        rules::PROTOBUF_CONFLUENT_NEEDS_REGISTRY,
+    );
+    c.rule(
+        p.schema.as_ref().is_none_or(|s| s.registry.is_none()) || p.schema_registry.is_some(),
+        pp,
+        rules::PROTOBUF_SCHEMA_REGISTRY_NEEDS_REGISTRY,
+    );
+    let name = p.message_type.strip_prefix('.').unwrap_or(&p.message_type);
+    let ident = |s: &str| {
+        s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if !name.split('.').all(ident) {
+        c.fail(
+            format!("{pp}.messageType"),
+            "must be a message's full name, e.g. shop.v1.Order",
+        );
+    }
+    if let Some(reg) = &p.schema_registry {
+        registry(c, &format!("{pp}.schemaRegistry"), reg);
+    }
+    if let Some(s) = &p.schema {
+        reader_schema(c, &format!("{pp}.schema"), s, false);
+    }
+    if let Some(d) = &p.descriptor_set {
+        c.rule(
+            d.file.is_some() != d.config_map_key_ref.is_some(),
+            &format!("{pp}.descriptorSet"),
+            rules::DESCRIPTOR_SET_EXACTLY_ONE,
+        );
+    }
+}
+
+/// A row schema: exactly one source; inline text must be JSON when `json` (Avro, JSON
+/// Schema), not for `.proto` source.
+fn reader_schema(c: &mut Check, rp: &str, r: &ReaderSchema, json: bool) {
     let n = [
         r.registry.is_some(),
         r.inline.is_some(),
@@ -710,6 +756,7 @@ fn reader_schema(c: &mut Check, rp: &str, r: &ReaderSchema) {
     .count();
     c.rule(n == 1, rp, rules::READER_SCHEMA_EXACTLY_ONE);
     if let Some(text) = &r.inline
+        && json
         && serde_json::from_str::<serde_json::Value>(text).is_err()
     {
         c.fail(

@@ -14,6 +14,8 @@ pub const PIPELINE_FILE: &str = "pipeline.yaml";
 pub const WRITER_SCHEMA_FILE: &str = "schemas/writer.avsc";
 /// Where a `configMapKeyRef` reader schema is mounted, relative to [`CONFIG_DIR`].
 pub const READER_SCHEMA_FILE: &str = "schemas/reader.avsc";
+/// Where a `configMapKeyRef` Protobuf descriptor set is mounted, relative to [`CONFIG_DIR`].
+pub const DESCRIPTOR_SET_FILE: &str = "schemas/descriptors.pb";
 
 const HEADER: &str = "# Written by spillway-operator from the StreamingPipeline of the same name; edit that instead.\n";
 
@@ -34,6 +36,11 @@ pub fn render_config(v: &ValidPipeline) -> Result<String, serde_yaml::Error> {
         && r.config_map_key_ref.take().is_some()
     {
         r.file = Some(format!("{CONFIG_DIR}/{READER_SCHEMA_FILE}"));
+    }
+    if let Some(d) = spec.format.descriptor_set_mut()
+        && d.config_map_key_ref.take().is_some()
+    {
+        d.file = Some(format!("{CONFIG_DIR}/{DESCRIPTOR_SET_FILE}"));
     }
     let mut p = StreamingPipeline::new(&v.name, spec);
     p.metadata.namespace = Some(v.namespace.clone());
@@ -112,6 +119,31 @@ mod tests {
         let w = p.spec.format.avro.unwrap().writer_schema.unwrap();
         assert_eq!(w.config_map_key_ref, None);
         assert_eq!(w.file.as_deref(), Some("/etc/spillway/schemas/writer.avsc"));
+    }
+
+    #[test]
+    fn a_configmap_descriptor_set_becomes_its_mounted_file() {
+        let mut v = validate(&pipeline()).unwrap();
+        v.spec.format = spillway_api::FormatSpec::protobuf(spillway_api::ProtobufFormat {
+            encoding: spillway_api::ProtobufEncoding::Raw,
+            message_type: "shop.v1.Order".into(),
+            schema: None,
+            descriptor_set: Some(spillway_api::DescriptorSetSource {
+                file: None,
+                config_map_key_ref: Some(ConfigMapKeyRef {
+                    name: "protos".into(),
+                    key: "shop.pb".into(),
+                }),
+            }),
+            schema_registry: None,
+        });
+        let p = spillway_api::manifest::parse(&render_config(&v).unwrap()).unwrap();
+        let d = p.spec.format.descriptor_set().unwrap();
+        assert_eq!(d.config_map_key_ref, None);
+        assert_eq!(
+            d.file.as_deref(),
+            Some("/etc/spillway/schemas/descriptors.pb")
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use spillway_api::defaults::WORKER_HTTP_PORT;
 use spillway_api::{ConfigMapKeyRef, SecretKeyRef, StreamingPipelineSpec, WorkerSpec};
 
 use super::{
-    PIPELINE_FILE, READER_SCHEMA_FILE, WRITER_SCHEMA_FILE, child_meta, configmap_name,
-    selector_labels,
+    DESCRIPTOR_SET_FILE, PIPELINE_FILE, READER_SCHEMA_FILE, WRITER_SCHEMA_FILE, child_meta,
+    configmap_name, selector_labels,
 };
 use crate::validate::ValidPipeline;
 
@@ -280,6 +280,12 @@ fn config_volume(v: &ValidPipeline) -> Volume {
         .and_then(|(_, s)| s.config_map_key_ref.as_ref());
     if let Some(r) = reader {
         sources.push(project(&r.name, &r.key, READER_SCHEMA_FILE));
+    }
+    if let Some(r) = format
+        .descriptor_set()
+        .and_then(|d| d.config_map_key_ref.as_ref())
+    {
+        sources.push(project(&r.name, &r.key, DESCRIPTOR_SET_FILE));
     }
     Volume {
         name: CONFIG_VOLUME.into(),
@@ -553,6 +559,42 @@ pub(crate) mod tests {
         let d = build_deployment(&v, "h");
         // POD_IP first, then the six secret references.
         assert_eq!(pod(&d).containers[0].env.as_ref().unwrap().len(), 7);
+    }
+
+    #[test]
+    fn a_configmap_descriptor_set_is_projected_into_the_config_dir() {
+        let mut v = valid();
+        v.spec.format = spillway_api::FormatSpec::protobuf(spillway_api::ProtobufFormat {
+            encoding: spillway_api::ProtobufEncoding::Raw,
+            message_type: "shop.v1.Order".into(),
+            schema: None,
+            descriptor_set: Some(spillway_api::DescriptorSetSource {
+                file: None,
+                config_map_key_ref: Some(ConfigMapKeyRef {
+                    name: "protos".into(),
+                    key: "shop.pb".into(),
+                }),
+            }),
+            schema_registry: None,
+        });
+        let d = build_deployment(&v, "h");
+        let vol = pod(&d)
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == CONFIG_VOLUME)
+            .unwrap();
+        let sources = vol.projected.as_ref().unwrap().sources.as_ref().unwrap();
+        let protos = sources
+            .iter()
+            .filter_map(|s| s.config_map.as_ref())
+            .find(|c| c.name == "protos")
+            .unwrap();
+        let item = &protos.items.as_ref().unwrap()[0];
+        assert_eq!(
+            (item.key.as_str(), item.path.as_str()),
+            ("shop.pb", "schemas/descriptors.pb")
+        );
     }
 
     #[test]

@@ -25,8 +25,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use configmap::{
-    PIPELINE_FILE, READER_SCHEMA_FILE, WRITER_SCHEMA_FILE, build_configmap, config_hash,
-    render_config,
+    DESCRIPTOR_SET_FILE, PIPELINE_FILE, READER_SCHEMA_FILE, WRITER_SCHEMA_FILE, build_configmap,
+    config_hash, render_config,
 };
 pub use cronjob::{MAINTENANCE_APP, OPTIMIZE, VACUUM, build_cronjobs, cronjob_name};
 pub use deployment::{

@@ -132,6 +132,34 @@ impl ByteCol {
     }
 }
 
+/// The batch of a record root's rows: the struct's children are the columns. On failure
+/// the root starts empty again, whatever its buffers held.
+pub(crate) fn finish_record_root(
+    root: &mut Col,
+    root_type: &DataType,
+    schema: arrow_schema::SchemaRef,
+    rows: usize,
+) -> Result<arrow_array::RecordBatch, crate::DecodeError> {
+    let err = |e: ArrowError| crate::DecodeError::BuildBatch {
+        reason: e.to_string(),
+    };
+    let array = match root.finish(root_type) {
+        Ok(a) => a,
+        Err(e) => {
+            *root = Col::new(root_type);
+            return Err(err(e));
+        }
+    };
+    let Some(s) = array.as_any().downcast_ref::<StructArray>() else {
+        return Err(crate::DecodeError::BuildBatch {
+            reason: "root is not a struct".into(),
+        });
+    };
+    let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
+    arrow_array::RecordBatch::try_new_with_options(schema, s.columns().to_vec(), &options)
+        .map_err(err)
+}
+
 /// `OffsetBuffer::new` panics on bad offsets; ours are built monotonic, but check anyway.
 fn checked_offsets(offsets: Vec<i32>) -> Result<OffsetBuffer<i32>, ArrowError> {
     let ok = offsets.first().is_some_and(|f| *f >= 0) && offsets.windows(2).all(|w| w[0] <= w[1]);

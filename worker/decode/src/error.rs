@@ -41,6 +41,8 @@ pub enum DecodeError {
     BuildBatch { reason: String },
     #[error("json value does not fit the row schema: {reason}")]
     Json { reason: String },
+    #[error("protobuf message does not decode: {reason}")]
+    Protobuf { reason: String },
 }
 
 impl DecodeError {
@@ -60,7 +62,7 @@ impl DecodeError {
             | Self::TooDeep { position }
             | Self::TrailingBytes { position, .. }
             | Self::PlanMismatch { position } => Some(*position),
-            Self::BuildBatch { .. } | Self::Json { .. } => None,
+            Self::BuildBatch { .. } | Self::Json { .. } | Self::Protobuf { .. } => None,
         }
     }
 }

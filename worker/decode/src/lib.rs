@@ -49,6 +49,7 @@ pub mod decoder;
 mod defaults;
 pub mod error;
 pub mod json;
+pub mod protobuf;
 mod read;
 pub mod schema;
 mod skip;
@@ -60,6 +61,7 @@ pub use decoder::AvroDecoder;
 pub use defaults::write_long;
 pub use error::DecodeError;
 pub use json::{JsonDecoder, JsonMode, JsonPlan};
+pub use protobuf::{ProtoDecoder, ProtoFileOutline, ProtoPlan};
 pub use schema::{DecodePlan, SchemaError};
 pub use wire::{WireError, split_confluent};
 

@@ -39,6 +39,8 @@ pub enum SchemaError {
     Arrow { path: String, reason: String },
     #[error("row schema at {path}: {reason}")]
     Json { path: String, reason: String },
+    #[error("protobuf schema at {path}: {reason}")]
+    Protobuf { path: String, reason: String },
 }
 
 /// A compiled writer → reader resolution: what the decoder runs for every body.

@@ -8,6 +8,8 @@ pub enum WireError {
     TooShort { len: usize },
     #[error("confluent magic byte is {byte:#04x}, expected 0x00")]
     BadMagic { byte: u8 },
+    #[error("the confluent protobuf message-index array is malformed")]
+    BadMessageIndexes,
 }
 
 /// Splits `payload` into (schema id, Avro body): magic byte 0, a big-endian u32 id, the body.

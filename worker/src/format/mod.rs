@@ -1,10 +1,12 @@
 //! I/O: decodes Kafka values per `spec.format` into Arrow rows of one schema, one bad
 //! record at a time: [`avro`] (raw values with the spec's writer schema, or Confluent values
-//! with per-id writer schemas from the registry, resolved to one reader schema) or [`json`]
-//! (JSON text, plain or Confluent-framed, parsed into a row schema).
+//! with per-id writer schemas from the registry, resolved to one reader schema), [`json`]
+//! (JSON text, plain or Confluent-framed, parsed into a row schema) or [`protobuf`] (raw or
+//! Confluent-framed messages of one message type).
 
 mod avro;
 mod json;
+mod protobuf;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use crate::secrets::SecretSource;
 
 use avro::AvroValues;
 use json::JsonValues;
+use protobuf::ProtoValues;
 
 /// Where the operator mounts ConfigMap-referenced schemas: `<dir>/<configmap>/<key>`.
 pub const SCHEMA_MOUNT_DIR: &str = "/etc/spillway/schemas";
@@ -202,6 +205,7 @@ pub struct ValueDecoder<M>(Values<M>);
 enum Values<M> {
     Avro(AvroValues<M>),
     Json(JsonValues<M>),
+    Protobuf(ProtoValues<M>),
 }
 
 impl<M> ValueDecoder<M> {
@@ -212,14 +216,17 @@ impl<M> ValueDecoder<M> {
         base_dir: &Path,
         registry: Option<RegistryClient>,
     ) -> Result<Self, FormatError> {
-        match (&format.avro, &format.json) {
-            (Some(a), _) => Self::avro(a, base_dir, registry).await,
-            (None, Some(j)) => Ok(Self(Values::Json(
+        match (&format.avro, &format.json, &format.protobuf) {
+            (Some(a), _, _) => Self::avro(a, base_dir, registry).await,
+            (None, Some(j), _) => Ok(Self(Values::Json(
                 JsonValues::new(j, base_dir, registry).await?,
             ))),
-            (None, None) => Err(FormatError::SchemaSource {
+            (None, None, Some(p)) => Ok(Self(Values::Protobuf(
+                ProtoValues::new(p, base_dir, registry).await?,
+            ))),
+            (None, None, None) => Err(FormatError::SchemaSource {
                 what: "spec.format".into(),
-                message: "neither avro nor json is set".into(),
+                message: "none of avro, json or protobuf is set".into(),
             }),
         }
     }
@@ -236,8 +243,8 @@ impl<M> ValueDecoder<M> {
     }
 
     /// Avro: lets a writer schema that adds top-level fields extend the reader schema (the
-    /// new fields become nullable columns at the end) instead of being refused. JSON rows
-    /// have the manifest's schema: nothing to extend.
+    /// new fields become nullable columns at the end) instead of being refused. JSON and
+    /// Protobuf rows have the manifest's schema: nothing to extend.
     pub fn with_schema_evolution(self, on: bool) -> Self {
         match self.0 {
             Values::Avro(a) => Self(Values::Avro(a.with_schema_evolution(on))),
@@ -259,7 +266,7 @@ impl<M> ValueDecoder<M> {
     pub fn take_changed_adopted_reader(&mut self) -> Option<String> {
         match &mut self.0 {
             Values::Avro(a) => a.take_changed_adopted_reader(),
-            Values::Json(_) => None,
+            Values::Json(_) | Values::Protobuf(_) => None,
         }
     }
 
@@ -273,6 +280,7 @@ impl<M> ValueDecoder<M> {
         match &mut self.0 {
             Values::Avro(a) => a.push(value, meta).await,
             Values::Json(j) => j.push(value, meta).await,
+            Values::Protobuf(p) => p.push(value, meta).await,
         }
     }
 
@@ -281,6 +289,7 @@ impl<M> ValueDecoder<M> {
         match &self.0 {
             Values::Avro(a) => a.len(),
             Values::Json(j) => j.len(),
+            Values::Protobuf(p) => p.len(),
         }
     }
 
@@ -295,6 +304,7 @@ impl<M> ValueDecoder<M> {
         match &mut self.0 {
             Values::Avro(a) => a.finish(),
             Values::Json(j) => j.finish(),
+            Values::Protobuf(p) => p.finish(),
         }
     }
 }

@@ -48,6 +48,11 @@ fn json_rows(v: &mut Value) {
     v["spec"]["format"] = json!({"json": {"schema": {"inline": "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}"}}});
 }
 
+/// Raw Protobuf values with a descriptor set file instead of Avro.
+fn proto_rows(v: &mut Value) {
+    v["spec"]["format"] = json!({"protobuf": {"encoding": "raw", "messageType": "shop.v1.Order", "descriptorSet": {"file": "shop.pb"}}});
+}
+
 fn raw_avro(v: &mut Value) {
     v["spec"]["format"]["avro"] =
         json!({"encoding": "raw", "writerSchema": {"inline": "\"long\""}});
@@ -131,6 +136,61 @@ pub const CEL_RULES: &[Case] = &[
         name: "no format",
         mutate: |v| v["spec"]["format"] = json!({}),
         path: "spec.format",
+    },
+    Case {
+        name: "json and protobuf",
+        mutate: |v| {
+            json_rows(v);
+            v["spec"]["format"]["protobuf"] =
+                json!({"encoding": "raw", "messageType": "a.B", "descriptorSet": {"file": "d.pb"}});
+        },
+        path: "spec.format",
+    },
+    Case {
+        name: "protobuf with neither schema nor descriptor set",
+        mutate: |v| {
+            proto_rows(v);
+            v["spec"]["format"]["protobuf"]
+                .as_object_mut()
+                .unwrap()
+                .remove("descriptorSet");
+        },
+        path: "spec.format.protobuf",
+    },
+    Case {
+        name: "protobuf with both schema and descriptor set",
+        mutate: |v| {
+            proto_rows(v);
+            v["spec"]["format"]["protobuf"]["schema"] = json!({"inline": "syntax = \"proto3\";"});
+        },
+        path: "spec.format.protobuf",
+    },
+    Case {
+        name: "confluent protobuf without registry",
+        mutate: |v| {
+            proto_rows(v);
+            v["spec"]["format"]["protobuf"]["encoding"] = json!("confluent");
+        },
+        path: "spec.format.protobuf.schemaRegistry",
+    },
+    Case {
+        name: "protobuf schema from the registry without registry",
+        mutate: |v| {
+            proto_rows(v);
+            let p = &mut v["spec"]["format"]["protobuf"];
+            p.as_object_mut().unwrap().remove("descriptorSet");
+            p["schema"] = json!({"registry": {"subject": "orders-value"}});
+        },
+        path: "spec.format.protobuf.schema",
+    },
+    Case {
+        name: "descriptor set from two places",
+        mutate: |v| {
+            proto_rows(v);
+            v["spec"]["format"]["protobuf"]["descriptorSet"]["configMapKeyRef"] =
+                json!({"name": "protos", "key": "shop.pb"});
+        },
+        path: "spec.format.protobuf.descriptorSet",
     },
     Case {
         name: "confluent json without registry",
@@ -372,6 +432,14 @@ pub const CEL_RULES: &[Case] = &[
 /// and of rules whose message depends on the value: the same path everywhere, the message
 /// in each checker's own words.
 pub const SCHEMA: &[Case] = &[
+    Case {
+        name: "a protobuf message type that is not a full name",
+        mutate: |v| {
+            proto_rows(v);
+            v["spec"]["format"]["protobuf"]["messageType"] = json!("shop/Order");
+        },
+        path: "spec.format.protobuf.messageType",
+    },
     Case {
         name: "negative replicas",
         mutate: |v| v["spec"]["replicas"] = json!(-1),

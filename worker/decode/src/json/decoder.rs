@@ -9,7 +9,7 @@ use std::fmt;
 use std::io::Write as _;
 use std::sync::Arc;
 
-use arrow_array::{Array, RecordBatch, RecordBatchOptions, StructArray};
+use arrow_array::RecordBatch;
 use arrow_buffer::i256;
 use arrow_schema::{SchemaRef, TimeUnit};
 use base64::Engine as _;
@@ -18,7 +18,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use super::plan::{JsonOp, JsonPlan, JsonRecord};
 use crate::DecodeError;
-use crate::column::{Col, push_offset};
+use crate::column::{Col, finish_record_root, push_offset};
 
 /// What happens to a field whose value does not fit its type (Spark's `from_json` modes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,24 +91,8 @@ impl JsonDecoder {
     /// Returns the rows pushed since the last call as a batch and starts a new one.
     pub fn finish(&mut self) -> Result<RecordBatch, DecodeError> {
         let rows = std::mem::take(&mut self.rows);
-        let err = |e: arrow_schema::ArrowError| DecodeError::BuildBatch {
-            reason: e.to_string(),
-        };
-        let array = match self.root.finish(&self.plan.root_type) {
-            Ok(a) => a,
-            Err(e) => {
-                self.root = Col::new(&self.plan.root_type);
-                return Err(err(e));
-            }
-        };
-        let Some(s) = array.as_any().downcast_ref::<StructArray>() else {
-            return Err(DecodeError::BuildBatch {
-                reason: "root is not a struct".into(),
-            });
-        };
-        let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        RecordBatch::try_new_with_options(self.schema(), s.columns().to_vec(), &options)
-            .map_err(err)
+        let schema = self.schema();
+        finish_record_root(&mut self.root, &self.plan.root_type, schema, rows)
     }
 }
 
@@ -458,9 +442,11 @@ fn object<'de, A: MapAccess<'de>>(
     map: &mut A,
 ) -> Result<(), A::Error> {
     let mut seen = Seen::new(rec.fields.len());
-    while let Some(key) = map.next_key_seed(FieldKey(rec))? {
+    let mut next = 0;
+    while let Some(key) = map.next_key_seed(FieldKey(rec, next))? {
         match key {
             Some(i) if seen.mark(i) => {
+                next = i + 1;
                 let (Some(f), Some(col)) = (rec.fields.get(i), children.get_mut(i)) else {
                     return Err(de::Error::custom("internal error: plan and columns differ"));
                 };
@@ -502,8 +488,9 @@ fn object<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
-/// An object key: the index of its field, `None` for a key the schema does not have.
-struct FieldKey<'a>(&'a JsonRecord);
+/// An object key: the index of its field, `None` for a key the schema does not have. The
+/// index after the last key's is tried first (producers mostly keep the schema's order).
+struct FieldKey<'a>(&'a JsonRecord, usize);
 
 impl<'de> DeserializeSeed<'de> for FieldKey<'_> {
     type Value = Option<usize>;
@@ -521,6 +508,9 @@ impl<'de> Visitor<'de> for FieldKey<'_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+        if self.0.fields.get(self.1).is_some_and(|f| *f.name == *v) {
+            return Ok(Some(self.1));
+        }
         Ok(self.0.index.get(v).copied())
     }
 }
@@ -641,6 +631,74 @@ fn push_uuid(b: &mut crate::column::ByteCol, v: &str) -> bool {
 
 const EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
+/// The common shape `YYYY-MM-DDTHH:MM:SS[.f…]Z` (or `+00:00`), read without chrono's
+/// general parser, as nanoseconds since the epoch; `None` for anything else (chrono then
+/// decides). The same instant either way (tested against chrono).
+pub(super) fn utc_rfc3339_nanos(b: &[u8]) -> Option<i64> {
+    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
+        let mut n = 0i64;
+        for c in b.get(r)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + i64::from(c - b'0');
+        }
+        Some(n)
+    };
+    if b.len() < 20
+        || b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || !matches!(b.get(10), Some(b'T' | b't'))
+        || b.get(13) != Some(&b':')
+        || b.get(16) != Some(&b':')
+    {
+        return None;
+    }
+    let (y, mo, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (h, mi, sec) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59
+    {
+        return None;
+    }
+    let mut pos = 19;
+    let mut frac = 0i64;
+    if b.get(pos) == Some(&b'.') {
+        pos += 1;
+        let start = pos;
+        while b.get(pos).is_some_and(u8::is_ascii_digit) {
+            pos += 1;
+        }
+        let n = pos - start;
+        if n == 0 || n > 9 {
+            return None;
+        }
+        frac = digits(start..pos)? * 10i64.pow(u32::try_from(9 - n).ok()?);
+    }
+    match b.get(pos..)? {
+        b"Z" | b"z" | b"+00:00" => {}
+        _ => return None,
+    }
+    // days from civil (Howard Hinnant's algorithm)
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec;
+    secs.checked_mul(1_000_000_000)?.checked_add(frac)
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 fn date(v: &str) -> Option<i32> {
     use chrono::Datelike as _;
     NaiveDate::parse_from_str(v, "%Y-%m-%d")
@@ -658,6 +716,14 @@ fn time_nanos(v: &str) -> Option<i64> {
 /// RFC 3339 / ISO 8601 text as a count of `unit` since the epoch; text without an offset
 /// is UTC (a local timestamp keeps the wall clock as written).
 fn timestamp(v: &str, unit: TimeUnit, utc: bool) -> Option<i64> {
+    if let Some(nanos) = utc_rfc3339_nanos(v.as_bytes()) {
+        return Some(match unit {
+            TimeUnit::Second => nanos.div_euclid(1_000_000_000),
+            TimeUnit::Millisecond => nanos.div_euclid(1_000_000),
+            TimeUnit::Microsecond => nanos.div_euclid(1_000),
+            TimeUnit::Nanosecond => nanos,
+        });
+    }
     let naive = match DateTime::parse_from_rfc3339(v) {
         Ok(t) if utc => t.naive_utc(),
         Ok(t) => t.naive_local(),

@@ -8,7 +8,7 @@ use arrow_array::{Array, RecordBatch};
 use arrow_buffer::i256;
 use arrow_schema::{DataType, TimeUnit};
 
-use super::decoder::unscaled;
+use super::decoder::{unscaled, utc_rfc3339_nanos};
 use super::{JsonDecoder, JsonMode, JsonPlan};
 use crate::DecodePlan;
 
@@ -209,4 +209,49 @@ fn schemas_without_a_json_reading_are_refused() {
     ] {
         assert!(JsonPlan::from_schema(schema).is_err(), "{schema}");
     }
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_fast_timestamp_path_agrees_with_chrono(
+        secs in -62_135_596_800i64..253_402_300_799,
+        nanos in 0u32..1_000_000_000,
+        digits in 0usize..10,
+        zone in 0usize..3,
+    ) {
+        let t = chrono::DateTime::from_timestamp(secs, nanos).unwrap();
+        let mut text = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+        if digits > 0 {
+            let f = format!("{nanos:09}");
+            text.push('.');
+            text.push_str(&f[..digits]);
+        }
+        text.push_str(["Z", "+00:00", "+01:00"][zone]);
+        let chrono_nanos = chrono::DateTime::parse_from_rfc3339(&text)
+            .unwrap()
+            .timestamp_nanos_opt();
+        match utc_rfc3339_nanos(text.as_bytes()) {
+            Some(fast) => proptest::prop_assert_eq!(Some(fast), chrono_nanos, "{}", text),
+            None => proptest::prop_assert!(zone == 2 || chrono_nanos.is_none(), "{}", text),
+        }
+    }
+}
+
+#[test]
+fn the_fast_timestamp_path_refuses_what_is_not_a_date() {
+    for bad in [
+        "2026-02-30T00:00:00Z",
+        "2026-13-01T00:00:00Z",
+        "2026-01-01T24:00:00Z",
+        "2026-01-01T00:00:00.Z",
+        "2026-01-01T00:00:00.1234567890Z",
+        "2026-01-01 00:00:00Z",
+        "2026-01-01T00:00:00",
+    ] {
+        assert_eq!(utc_rfc3339_nanos(bad.as_bytes()), None, "{bad}");
+    }
+    assert_eq!(
+        utc_rfc3339_nanos(b"1970-01-01T00:00:01.5Z"),
+        Some(1_500_000_000)
+    );
 }

@@ -1,4 +1,7 @@
-//! Library side of `spillway bench decode`: times our decoder against apache-avro on the same payloads.
+//! Library side of `spillway bench decode`: times our decoders against peers on the same payloads.
+//!
+//! Avro (this file): our decoder against apache-avro. JSON ([`json`]): ours against
+//! arrow-json and serde_json. Protobuf ([`protobuf`]): ours against prost-reflect.
 //!
 //! Payloads are generated deterministically from a seed (written with apache-avro, not
 //! timed), then decoded by [`AvroDecoder`] in batches of [`BATCH_ROWS`] and by
@@ -14,6 +17,12 @@ use std::time::{Duration, Instant};
 use apache_avro::types::Value;
 
 use super::{AvroDecoder, DecodeError, DecodePlan, SchemaError};
+
+mod json;
+mod protobuf;
+
+pub use json::{JsonBenchRow, ORDER_JSON_SCHEMA, format_json_report, run_json_bench};
+pub use protobuf::{BENCH_PROTO, ProtoBenchRow, format_protobuf_report, run_protobuf_bench};
 
 /// The demo topic's record, exactly as the producer writes it.
 pub const HSU_TEST_EVENT: &str = r#"{"type":"record","name":"HsuTestEvent","fields":[{"name":"user","type":"string"},{"name":"event","type":"string"},{"name":"amount","type":"double"},{"name":"ts","type":"long"}]}"#;
@@ -65,6 +74,10 @@ pub enum BenchError {
     Schema(#[from] SchemaError),
     #[error("apache-avro failed on the bench schema or data: {0}")]
     ApacheAvro(String),
+    #[error("arrow-json or serde_json failed on the bench schema or data: {0}")]
+    ArrowJson(String),
+    #[error("prost-reflect failed on the bench schema or data: {0}")]
+    Protobuf(String),
     #[error("our decoder rejected a bench payload: {0}")]
     Decode(#[from] DecodeError),
     #[error("decoded {got} rows of {schema}, expected {want}")]
