@@ -223,6 +223,7 @@ pub struct DescriptorSetSource {
 #[x_kube(validation = rules::AVRO_CONFLUENT_NEEDS_REGISTRY)]
 #[x_kube(validation = rules::AVRO_CONFLUENT_NO_WRITER)]
 #[x_kube(validation = rules::AVRO_READER_REGISTRY_NEEDS_REGISTRY)]
+#[x_kube(validation = rules::AVRO_RECORD_NAMES_NEED_CONFLUENT)]
 pub struct AvroFormat {
     /// `confluent`: magic byte 0, a 4-byte big-endian schema id, then the Avro body (the
     /// writer schema comes from the registry). `raw`: the bare Avro body (schemaless),
@@ -235,9 +236,46 @@ pub struct AvroFormat {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writer_schema: Option<SchemaSource>,
     /// The schema rows are resolved to (Avro schema resolution): the table's schema.
-    /// Omitted: the writer schema (raw) or the first writer schema seen (confluent).
+    /// Omitted: the writer schema (raw), the record types' subjects (`recordNames`), or
+    /// the first writer schema seen (confluent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reader_schema: Option<ReaderSchema>,
+    /// Several record types on one topic (confluent only): the writer record names (full
+    /// names) this pipeline reads. Records of other types are skipped and counted
+    /// (`numOtherRecordTypes`), not bad records. One name: a table of that type. Several:
+    /// one table with the union of their fields, each nullable, and a `_record_name`
+    /// column naming each row's type. Without `readerSchema`, each type's reader is the
+    /// latest version of its subject (`subjectNameStrategy`), read at start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_names: Vec<String>,
+    /// How the producers name the subjects of `recordNames` (Confluent's subject name
+    /// strategies): `topicRecord` (default, `<topic>-<record name>`) or `record` (`<record
+    /// name>`).
+    #[serde(default)]
+    pub subject_name_strategy: SubjectNameStrategy,
+}
+
+/// Confluent's subject name strategies for several record types on one topic.
+#[derive(
+    Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum SubjectNameStrategy {
+    /// `TopicRecordNameStrategy`: `<topic>-<record name>`.
+    #[default]
+    TopicRecord,
+    /// `RecordNameStrategy`: `<record name>`.
+    Record,
+}
+
+impl SubjectNameStrategy {
+    /// The subject of record type `name` on `topic`.
+    pub fn subject(self, topic: &str, name: &str) -> String {
+        match self {
+            Self::TopicRecord => format!("{topic}-{name}"),
+            Self::Record => name.to_string(),
+        }
+    }
 }
 
 /// Avro value encoding.

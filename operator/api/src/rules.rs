@@ -100,6 +100,9 @@ rules! {
     /// A reader schema from the registry needs a registry.
     AVRO_READER_REGISTRY_NEEDS_REGISTRY = ("!has(self.readerSchema) || !has(self.readerSchema.registry) || has(self.schemaRegistry)",
         "readerSchema.registry requires schemaRegistry", ".readerSchema");
+    /// Record types are told apart by the writer schema behind each record's id.
+    AVRO_RECORD_NAMES_NEED_CONFLUENT = ("!has(self.recordNames) || size(self.recordNames) == 0 || self.encoding == 'confluent'",
+        "recordNames requires confluent encoding (raw values carry no writer schema id)", ".recordNames");
     /// A writer schema comes from exactly one place.
     SCHEMA_SOURCE_EXACTLY_ONE = ("(has(self.inline) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.configMapKeyRef) ? 1 : 0) == 1",
         "exactly one of inline, file or configMapKeyRef must be set", "");

@@ -674,6 +674,11 @@ fn avro_format(c: &mut Check, a: &AvroFormat) {
         ap,
         rules::AVRO_READER_REGISTRY_NEEDS_REGISTRY,
     );
+    c.rule(
+        a.record_names.is_empty() || a.encoding == AvroEncoding::Confluent,
+        ap,
+        rules::AVRO_RECORD_NAMES_NEED_CONFLUENT,
+    );
     if let Some(reg) = &a.schema_registry {
         registry(c, &format!("{ap}.schemaRegistry"), reg);
     }

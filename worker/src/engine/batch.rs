@@ -28,6 +28,8 @@ pub(super) struct Pending {
     pub reasons: BTreeMap<&'static str, i64>,
     /// Offsets lost to retention since the last batch.
     pub lost: i64,
+    /// Records of a type the pipeline does not read (`recordNames`), skipped.
+    pub other_types: i64,
 }
 
 impl Pending {
@@ -125,6 +127,12 @@ pub(super) fn sink_metrics(pending: &Pending) -> BTreeMap<String, String> {
     .into();
     for (reason, n) in &pending.reasons {
         m.insert(format!("badRecords.{reason}"), n.to_string());
+    }
+    if pending.other_types > 0 {
+        m.insert(
+            "numOtherRecordTypes".to_string(),
+            pending.other_types.to_string(),
+        );
     }
     let mut dead: BTreeMap<&str, i64> = BTreeMap::new();
     for d in &pending.dead {

@@ -172,6 +172,8 @@ pub struct RunSummary {
     pub rows: i64,
     /// Bad records skipped.
     pub skipped: i64,
+    /// Records of a type the pipeline does not read (`recordNames`), skipped.
+    pub other_record_types: i64,
     /// Table version at the end.
     pub table_version: Option<i64>,
     /// Offsets deleted by retention before they were read (`onDataLoss: skip`).
@@ -305,7 +307,11 @@ impl Engine {
             .as_ref()
             .is_some_and(|d| d.schema_evolution == spillway_api::SchemaEvolution::AddColumns);
         // Without `readerSchema`, the reader an earlier run adopted (the table's schema).
-        let decoder = ValueDecoder::new(&spec.format, &loaded.base_dir, registry)
+        let topic = match spec.source.kafka.topics.as_deref() {
+            Some([one]) => Some(one.as_str()),
+            _ => None,
+        };
+        let decoder = ValueDecoder::new(&spec.format, topic, &loaded.base_dir, registry)
             .await?
             .with_schema_evolution(add_columns)
             .with_adopted_reader(checkpoint.reader_schema().await?);
@@ -604,7 +610,9 @@ impl Engine {
             return Ok(Step::Abandon);
         };
         self.pending.decode += started.elapsed();
-        if let Err(bad) = outcome {
+        if let Err(crate::format::BadRecord::OtherRecordType { .. }) = &outcome {
+            self.pending.other_types += 1;
+        } else if let Err(bad) = outcome {
             let tp = TopicPartition {
                 topic: topic.to_string(),
                 partition,
@@ -865,6 +873,7 @@ impl Engine {
             return Ok(Step::Continue);
         };
         self.summary.skipped += kept.pending.bad;
+        self.summary.other_record_types += kept.pending.other_types;
         match result {
             Ok(c) => {
                 // Version -1: no rows and no table yet, so nothing was recorded.

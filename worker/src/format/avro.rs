@@ -44,6 +44,10 @@ pub(super) struct AvroValues<M> {
     done: Vec<Part<M>>,
     /// The arrival number of the next row.
     next_seq: u32,
+    /// `recordNames`: the writer record names read; empty reads every record.
+    record_names: Vec<String>,
+    /// Per writer schema id of a record type not in `record_names`: its name.
+    other_types: HashMap<u32, String>,
 }
 
 impl<M> std::fmt::Debug for AvroValues<M> {
@@ -59,9 +63,12 @@ impl<M> AvroValues<M> {
     /// from the registry when asked) now.
     pub async fn new(
         avro: &AvroFormat,
+        topic: Option<&str>,
         base_dir: &Path,
         registry: Option<RegistryClient>,
     ) -> Result<Self, FormatError> {
+        let mut record_names = avro.record_names.clone();
+        record_names.dedup();
         let writer = match &avro.writer_schema {
             Some(w) => read_schema_source(
                 "writerSchema",
@@ -73,7 +80,12 @@ impl<M> AvroValues<M> {
             None => None,
         };
         let reader = match &avro.reader_schema {
-            Some(r) => read_reader_schema("readerSchema", r, registry.as_ref(), base_dir).await?,
+            Some(r) => {
+                read_reader_schema("readerSchema", r, registry.as_ref(), base_dir, topic).await?
+            }
+            None if !record_names.is_empty() => {
+                Some(record_types_reader(avro, &record_names, topic, registry.as_ref()).await?)
+            }
             None => None,
         };
         let raw_plan = match (avro.encoding, &writer) {
@@ -99,6 +111,8 @@ impl<M> AvroValues<M> {
             adopted_changed: false,
             done: Vec::new(),
             next_seq: 0,
+            record_names,
+            other_types: HashMap::new(),
         })
     }
 
@@ -154,10 +168,31 @@ impl<M> AvroValues<M> {
                 .clone()
                 .map_err(|message| BadRecord::SchemaIncompatible { id, message }));
         }
-        let writer = match schema_of_id(self.registry.as_ref(), id).await? {
+        if let Some(name) = self.other_types.get(&id) {
+            return Ok(Err(BadRecord::OtherRecordType {
+                id,
+                name: name.clone(),
+            }));
+        }
+        let mut writer = match schema_of_id(self.registry.as_ref(), id).await? {
             Ok(w) => w,
             Err(bad) => return Ok(Err(bad)),
         };
+        let mut own_name = None;
+        if !self.record_names.is_empty() {
+            let name = record_full_name(&writer).unwrap_or_default();
+            if !self.record_names.contains(&name) {
+                self.other_types.insert(id, name.clone());
+                return Ok(Err(BadRecord::OtherRecordType { id, name }));
+            }
+            if self.record_names.len() > 1
+                && let Some(reader) = &self.reader
+            {
+                // one table of several types: each resolves to the union under its name
+                writer = renamed_like(&writer, reader).into();
+                own_name = Some(name);
+            }
+        }
         match self.reader.as_deref() {
             None => {
                 // No reader schema given: the first writer schema seen becomes the table's.
@@ -192,7 +227,11 @@ impl<M> AvroValues<M> {
                 }
             }
         }
-        let plan = DecodePlan::from_json(&writer, self.reader.as_deref())
+        let reader = match (&self.reader, &own_name) {
+            (Some(r), Some(name)) => Some(with_record_name(r, name)),
+            (r, _) => r.clone(),
+        };
+        let plan = DecodePlan::from_json(&writer, reader.as_deref())
             .map(Arc::new)
             .map_err(|e| e.to_string());
         self.plans.insert(id, plan.clone());
@@ -280,6 +319,151 @@ impl<M> AvroValues<M> {
     }
 }
 
+/// The column naming each row's record type in a table of several types.
+pub const RECORD_NAME_COLUMN: &str = "_record_name";
+
+/// The reader of `recordNames` without a `readerSchema`: each type's subject's latest
+/// version; with several types, their union — every field nullable (default null), the
+/// first type's fields first, a name already taken keeps its first type.
+async fn record_types_reader(
+    avro: &AvroFormat,
+    names: &[String],
+    topic: Option<&str>,
+    registry: Option<&RegistryClient>,
+) -> Result<String, FormatError> {
+    let err = |message: String| FormatError::SchemaSource {
+        what: "spec.format.avro.recordNames".into(),
+        message,
+    };
+    let client = registry.ok_or_else(|| err("recordNames needs schemaRegistry".into()))?;
+    let mut schemas = Vec::with_capacity(names.len());
+    for name in names {
+        let subject = match (avro.subject_name_strategy, topic) {
+            (spillway_api::SubjectNameStrategy::TopicRecord, None) => {
+                return Err(err(
+                    "subjectNameStrategy topicRecord needs a single topic (or give readerSchema)"
+                        .into(),
+                ));
+            }
+            (strategy, t) => strategy.subject(t.unwrap_or_default(), name),
+        };
+        schemas.push(client.subject_version(&subject, "latest").await?.schema);
+    }
+    match schemas.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => union_reader(&schemas).map_err(err),
+    }
+}
+
+/// The union of record schemas' top-level fields, each nullable with default null.
+fn union_reader(schemas: &[String]) -> Result<String, String> {
+    let mut union: Option<serde_json::Value> = None;
+    for s in schemas {
+        let mut v: serde_json::Value = serde_json::from_str(s).map_err(|e| e.to_string())?;
+        let fields = v
+            .get_mut("fields")
+            .and_then(|f| f.as_array_mut())
+            .ok_or("a record type's schema is not a record")?;
+        for f in fields.iter_mut() {
+            nullable_field(f);
+        }
+        match &mut union {
+            None => union = Some(v),
+            Some(u) => {
+                let have: Vec<String> = u["fields"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|f| f["name"].as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let new: Vec<serde_json::Value> = fields
+                    .iter()
+                    .filter(|f| {
+                        f["name"]
+                            .as_str()
+                            .is_some_and(|n| !have.iter().any(|h| h == n))
+                    })
+                    .cloned()
+                    .collect();
+                if let Some(a) = u.get_mut("fields").and_then(|f| f.as_array_mut()) {
+                    a.extend(new);
+                }
+            }
+        }
+    }
+    union
+        .map(|u| u.to_string())
+        .ok_or_else(|| "no record types".to_string())
+}
+
+/// A field made nullable with default null (`["null", …]` first).
+fn nullable_field(field: &mut serde_json::Value) {
+    let ty = field
+        .get("type")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    let nullable = match ty {
+        serde_json::Value::Array(branches) => {
+            let mut b: Vec<serde_json::Value> =
+                branches.into_iter().filter(|x| x != "null").collect();
+            b.insert(0, "null".into());
+            serde_json::Value::Array(b)
+        }
+        t => serde_json::json!(["null", t]),
+    };
+    if let Some(obj) = field.as_object_mut() {
+        obj.insert("type".into(), nullable);
+        obj.insert("default".into(), serde_json::Value::Null);
+    }
+}
+
+/// A record schema's full name (`namespace.name`).
+fn record_full_name(schema: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(schema).ok()?;
+    let name = v.get("name")?.as_str()?;
+    match v.get("namespace").and_then(|n| n.as_str()) {
+        Some(ns) if !name.contains('.') && !ns.is_empty() => Some(format!("{ns}.{name}")),
+        _ => Some(name.to_string()),
+    }
+}
+
+/// `writer` with `reader`'s top-level record name, so the two resolve (the binary
+/// encoding holds no names).
+fn renamed_like(writer: &str, reader: &str) -> String {
+    let (Ok(mut w), Ok(r)) = (
+        serde_json::from_str::<serde_json::Value>(writer),
+        serde_json::from_str::<serde_json::Value>(reader),
+    ) else {
+        return writer.to_string();
+    };
+    for key in ["name", "namespace"] {
+        if let Some(obj) = w.as_object_mut() {
+            match r.get(key) {
+                Some(v) => obj.insert(key.into(), v.clone()),
+                None => obj.remove(key),
+            };
+        }
+    }
+    w.to_string()
+}
+
+/// `reader` with the [`RECORD_NAME_COLUMN`] field, whose default is `name`: the writers of
+/// this type have no such field, so every row of theirs gets it.
+fn with_record_name(reader: &str, name: &str) -> String {
+    let Ok(mut r) = serde_json::from_str::<serde_json::Value>(reader) else {
+        return reader.to_string();
+    };
+    if let Some(fields) = r.get_mut("fields").and_then(|f| f.as_array_mut()) {
+        fields.retain(|f| f["name"] != RECORD_NAME_COLUMN);
+        fields.push(
+            serde_json::json!({"name": RECORD_NAME_COLUMN, "type": "string", "default": name}),
+        );
+    }
+    r.to_string()
+}
+
 /// Puts rows (and their metadata) back in arrival order: row `i` arrived `seq[i]`-th.
 fn arrival_order<M>(
     batch: RecordBatch,
@@ -340,23 +524,7 @@ fn extend_reader(reader: &str, writer: &str, added: &[String]) -> Result<String,
             continue;
         };
         let mut field = field.clone();
-        let ty = field
-            .get("type")
-            .cloned()
-            .unwrap_or(serde_json::Value::Null);
-        let nullable = match ty {
-            serde_json::Value::Array(branches) => {
-                let mut b: Vec<serde_json::Value> =
-                    branches.into_iter().filter(|x| x != "null").collect();
-                b.insert(0, "null".into());
-                serde_json::Value::Array(b)
-            }
-            t => serde_json::json!(["null", t]),
-        };
-        if let Some(obj) = field.as_object_mut() {
-            obj.insert("type".into(), nullable);
-            obj.insert("default".into(), serde_json::Value::Null);
-        }
+        nullable_field(&mut field);
         rfields.push(field);
     }
     let text = r.to_string();
@@ -383,6 +551,32 @@ mod tests {
     use super::*;
     use arrow_array::{Array, Int64Array};
     use arrow_schema::{DataType, Field, Schema};
+
+    #[test]
+    fn the_union_of_record_types_is_nullable_and_names_each_row() {
+        let a = r#"{"type":"record","name":"A","namespace":"n","fields":[{"name":"id","type":"long"},{"name":"x","type":"string"}]}"#;
+        let b = r#"{"type":"record","name":"B","namespace":"n","fields":[{"name":"id","type":"long"},{"name":"y","type":["null","int"],"default":null}]}"#;
+        let u = union_reader(&[a.to_string(), b.to_string()]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&u).unwrap();
+        let names: Vec<&str> = v["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["id", "x", "y"]);
+        assert_eq!(v["fields"][0]["type"], serde_json::json!(["null", "long"]));
+        assert_eq!(record_full_name(b).as_deref(), Some("n.B"));
+        let writer = renamed_like(b, &u);
+        let plan = DecodePlan::from_json(&writer, Some(&with_record_name(&u, "n.B"))).unwrap();
+        let fields: Vec<String> = plan
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(fields, ["id", "x", "y", RECORD_NAME_COLUMN]);
+    }
 
     #[test]
     fn rows_of_several_writer_schemas_come_back_in_arrival_order() {

@@ -24,10 +24,11 @@ impl<M> JsonValues<M> {
     /// Reads and compiles the row schema now.
     pub async fn new(
         json: &JsonFormat,
+        topic: Option<&str>,
         base_dir: &Path,
         registry: Option<RegistryClient>,
     ) -> Result<Self, FormatError> {
-        let text = read_reader_schema("schema", &json.schema, registry.as_ref(), base_dir)
+        let text = read_reader_schema("schema", &json.schema, registry.as_ref(), base_dir, topic)
             .await?
             .ok_or_else(|| FormatError::SchemaSource {
                 what: "spec.format.json.schema".into(),

@@ -52,6 +52,15 @@ pub enum BadRecord {
     /// The body does not decode with its writer schema.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// A record type the pipeline does not read (`recordNames`): skipped and counted,
+    /// whatever `onBadRecord` says.
+    #[error("record type {name} (schema id {id}) is not in recordNames")]
+    OtherRecordType {
+        /// The writer schema id.
+        id: u32,
+        /// The writer's record name.
+        name: String,
+    },
 }
 
 impl BadRecord {
@@ -123,10 +132,11 @@ async fn read_reader_schema(
     r: &ReaderSchema,
     registry: Option<&RegistryClient>,
     base_dir: &Path,
+    topic: Option<&str>,
 ) -> Result<Option<String>, FormatError> {
     match (&r.registry, registry) {
         (Some(g), Some(client)) => {
-            let subject = g.subject.clone().unwrap_or_default();
+            let subject = default_subject(what, g, topic)?;
             let version = g.version.clone().unwrap_or_else(|| "latest".into());
             Ok(Some(
                 client.subject_version(&subject, &version).await?.schema,
@@ -139,6 +149,23 @@ async fn read_reader_schema(
             r.config_map_key_ref.as_ref(),
             base_dir,
         ),
+    }
+}
+
+/// A registry schema's subject: as given, else `<topic>-value` (TopicNameStrategy) of the
+/// pipeline's single topic.
+fn default_subject(
+    what: &str,
+    g: &spillway_api::RegistrySchemaRef,
+    topic: Option<&str>,
+) -> Result<String, FormatError> {
+    match (&g.subject, topic) {
+        (Some(s), _) => Ok(s.clone()),
+        (None, Some(t)) => Ok(format!("{t}-value")),
+        (None, None) => Err(FormatError::SchemaSource {
+            what: what.to_string(),
+            message: "registry.subject is required when the pipeline reads several topics".into(),
+        }),
     }
 }
 
@@ -210,19 +237,23 @@ enum Values<M> {
 
 impl<M> ValueDecoder<M> {
     /// Builds the decoder of a pipeline's format; reads the spec's schemas (and those
-    /// named in the registry) now.
+    /// named in the registry) now. `topic`: the pipeline's topic when it reads one (the
+    /// default registry subjects are named after it).
     pub async fn new(
         format: &FormatSpec,
+        topic: Option<&str>,
         base_dir: &Path,
         registry: Option<RegistryClient>,
     ) -> Result<Self, FormatError> {
         match (&format.avro, &format.json, &format.protobuf) {
-            (Some(a), _, _) => Self::avro(a, base_dir, registry).await,
+            (Some(a), _, _) => Ok(Self(Values::Avro(
+                AvroValues::new(a, topic, base_dir, registry).await?,
+            ))),
             (None, Some(j), _) => Ok(Self(Values::Json(
-                JsonValues::new(j, base_dir, registry).await?,
+                JsonValues::new(j, topic, base_dir, registry).await?,
             ))),
             (None, None, Some(p)) => Ok(Self(Values::Protobuf(
-                ProtoValues::new(p, base_dir, registry).await?,
+                ProtoValues::new(p, topic, base_dir, registry).await?,
             ))),
             (None, None, None) => Err(FormatError::SchemaSource {
                 what: "spec.format".into(),
@@ -238,7 +269,7 @@ impl<M> ValueDecoder<M> {
         registry: Option<RegistryClient>,
     ) -> Result<Self, FormatError> {
         Ok(Self(Values::Avro(
-            AvroValues::new(avro, base_dir, registry).await?,
+            AvroValues::new(avro, None, base_dir, registry).await?,
         )))
     }
 
@@ -306,5 +337,27 @@ impl<M> ValueDecoder<M> {
             Values::Json(j) => j.finish(),
             Values::Protobuf(p) => p.finish(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spillway_api::RegistrySchemaRef;
+
+    #[test]
+    fn a_registry_schema_without_subject_is_the_topics_value_subject() {
+        let given = RegistrySchemaRef {
+            subject: Some("s".into()),
+            version: None,
+        };
+        let omitted = RegistrySchemaRef::default();
+        assert_eq!(default_subject("x", &given, None).unwrap(), "s");
+        assert_eq!(
+            default_subject("x", &omitted, Some("orders")).unwrap(),
+            "orders-value"
+        );
+        let e = default_subject("readerSchema", &omitted, None).unwrap_err();
+        assert!(e.to_string().contains("several topics"), "{e}");
     }
 }

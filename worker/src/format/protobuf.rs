@@ -9,7 +9,9 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use spillway_api::{DescriptorSetSource, ProtobufEncoding, ProtobufFormat, ReaderSchema};
 
-use super::{BadRecord, FormatError, SCHEMA_MOUNT_DIR, read_schema_source, schema_of_id};
+use super::{
+    BadRecord, FormatError, SCHEMA_MOUNT_DIR, default_subject, read_schema_source, schema_of_id,
+};
 use crate::decode::protobuf::{compile_proto, split_message_indexes};
 use crate::decode::{ProtoDecoder, ProtoFileOutline, ProtoPlan, split_confluent};
 use crate::registry::RegistryClient;
@@ -34,6 +36,7 @@ impl<M> ProtoValues<M> {
     /// Reads and compiles the message type now.
     pub async fn new(
         p: &ProtobufFormat,
+        topic: Option<&str>,
         base_dir: &Path,
         registry: Option<RegistryClient>,
     ) -> Result<Self, FormatError> {
@@ -48,7 +51,8 @@ impl<M> ProtoValues<M> {
                 ProtoPlan::from_descriptor_set(&bytes, name).map_err(schema_err)?
             }
             (None, Some(s)) => {
-                let (file, text, imports) = read_proto(s, registry.as_ref(), base_dir).await?;
+                let (file, text, imports) =
+                    read_proto(s, registry.as_ref(), base_dir, topic).await?;
                 let pool = compile_proto(&file, &text, &imports).map_err(schema_err)?;
                 ProtoPlan::from_pool(&pool, name).map_err(schema_err)?
             }
@@ -171,10 +175,11 @@ async fn read_proto(
     s: &ReaderSchema,
     registry: Option<&RegistryClient>,
     base_dir: &Path,
+    topic: Option<&str>,
 ) -> Result<(String, String, Vec<(String, String)>), FormatError> {
     let what = "spec.format.protobuf.schema";
     if let (Some(g), Some(client)) = (&s.registry, registry) {
-        let subject = g.subject.clone().unwrap_or_default();
+        let subject = default_subject(what, g, topic)?;
         let version = g.version.clone().unwrap_or_else(|| "latest".into());
         let root = client.subject_version(&subject, &version).await?;
         let mut imports = Vec::new();

@@ -226,6 +226,25 @@ pub async fn send_in_order(topic: &str, records: &[(Option<String>, Vec<u8>)]) {
     futures::future::join_all(sends).await;
 }
 
+/// An Avro record of `schema` in the Confluent wire format under schema id `id`.
+pub fn confluent_avro(
+    id: u32,
+    schema: &str,
+    fields: Vec<(&str, apache_avro::types::Value)>,
+) -> Vec<u8> {
+    let schema = apache_avro::Schema::parse_str(schema).unwrap();
+    let record = apache_avro::types::Value::Record(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    );
+    let mut out = vec![0];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend(apache_avro::to_avro_datum(&schema, record).unwrap());
+    out
+}
+
 /// A Kafka admin client for the test broker.
 pub fn admin() -> AdminClient<DefaultClientContext> {
     rdkafka::ClientConfig::new()

@@ -138,6 +138,14 @@ pub const CEL_RULES: &[Case] = &[
         path: "spec.format",
     },
     Case {
+        name: "record names with raw avro",
+        mutate: |v| {
+            raw_avro(v);
+            v["spec"]["format"]["avro"]["recordNames"] = json!(["shop.OrderCreated"]);
+        },
+        path: "spec.format.avro.recordNames",
+    },
+    Case {
         name: "json and protobuf",
         mutate: |v| {
             json_rows(v);
