@@ -12,11 +12,12 @@
 //! - [`source`]: I/O: the Kafka consumer-group source (config, positions, data loss).
 //! - [`decode`]: the `spillway-decode` crate (`worker/decode`, no I/O, fuzzed on its own):
 //!   Avro → Arrow schema resolution plan, the columnar decoder (one checked pass per
-//!   record, rolled back on error), the JSON decoder of a row schema, the Confluent wire
-//!   split, the decode benchmark.
+//!   record, rolled back on error), the JSON decoder of a row schema, the Protobuf decoder
+//!   of a message type, the Confluent wire split, the decode benchmark.
 //! - [`format`]: I/O: decodes Kafka values per `spec.format` (Avro raw or Confluent with the
-//!   registry; JSON plain or Confluent-framed) into Arrow rows of one schema; bad records
-//!   come back classified.
+//!   registry, several record types by `recordNames`; JSON plain or Confluent-framed;
+//!   Protobuf raw or Confluent-framed) into Arrow rows of one schema; bad records come back
+//!   classified.
 //! - [`registry`]: I/O: the Confluent Schema Registry client (cache, auth, retries).
 //! - [`sink`]: I/O: sinks; [`sink::delta`] commits batches with per-partition `txn` actions,
 //!   [`sink::parquet`] with a write-ahead log.

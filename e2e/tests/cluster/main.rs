@@ -17,8 +17,8 @@
 //!   Running, `status.progress` from their `/progress`, `kubectl get sp` columns, every offset
 //!   once (read back with Python `deltalake`) → scale to 2 → the operator SIGKILLed: its
 //!   Lease moves to the new operator pod and nothing changes for the workers → suspend and
-//!   resume → an `availableNow` pipeline as a Job to `Completed` → a child name taken by
-//!   someone else's ConfigMap → delete (children garbage-collected by the controller manager);
+//!   resume → an `availableNow` pipeline and an `endingOffsets` one as Jobs to `Completed`
+//!   → a child name taken by someone else's ConfigMap → delete (children garbage-collected by the controller manager);
 //! - [`validation`]: every invalid manifest of the shared table is refused by the API server
 //!   at the path `spillway validate` reports;
 //! - [`failure`]: a worker that hits data loss ends its Job `Failed` with the reason in the
@@ -259,8 +259,33 @@ fn chart_and_pipeline_lifecycle_on_a_real_cluster() {
         Counts::once(35_000)
     );
 
+    // endingOffsets: a bounded backfill, also a Job to Completed, reading its range once.
+    let backfill = "e2e-backfill";
+    let mut manifest = pipeline(&namespace, backfill, &topic);
+    manifest["spec"]["source"]["kafka"]["endingOffsets"] = json!("latest");
+    suite.apply_json(&manifest);
+    let done = suite.wait_for(
+        "the endingOffsets pipeline Completed",
+        Duration::from_secs(300),
+        || {
+            let s = suite.status(backfill)?;
+            (s["phase"] == "Completed").then_some(s)
+        },
+    );
+    assert_eq!(
+        condition(&done, "Ready").unwrap()["reason"],
+        "Completed",
+        "{done}"
+    );
+    let job = suite.kubectl_json(&["get", "job", backfill]);
+    assert_eq!(job["status"]["succeeded"], 1, "{job}");
+    assert_eq!(
+        table_counts(&table_uri(&namespace, backfill)),
+        Counts::once(35_000)
+    );
+
     // Delete: the children go with their owner (the controller manager's garbage collector).
-    for name in [PIPELINE, once] {
+    for name in [PIPELINE, once, backfill] {
         suite.kubectl(&[
             "delete",
             "streamingpipeline",

@@ -1,4 +1,5 @@
-//! Avro and JSON → Arrow: schema resolution, the columnar decoder, the Confluent wire format split.
+//! Avro, JSON and Protobuf → Arrow: schema resolution, the columnar decoders, the Confluent
+//! wire format split.
 //!
 //! Use: `DecodePlan::from_json(writer, reader)` once per (writer schema, reader schema)
 //! pair, share it in an `Arc`, then `AvroDecoder::new(plan)`, `push(body)` per record
@@ -16,6 +17,9 @@
 //!   `decoder` uses `read` and `skip`, which use only `error`).
 //! - [`json`]: JSON values of a row schema (Avro or JSON Schema) into the same Arrow types
 //!   ([`JsonPlan`], [`JsonDecoder`]).
+//! - [`protobuf`]: Protobuf messages of one message type into Arrow ([`ProtoPlan`] from a
+//!   descriptor pool, `.proto` source compiled with protox or a descriptor set;
+//!   [`ProtoDecoder`]; the Confluent message-index array).
 //! - [`wire`]: pure: [`split_confluent`] splits off the 5-byte Confluent header.
 //! - [`bench`]: the library side of `spillway bench decode`.
 //!

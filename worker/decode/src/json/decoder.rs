@@ -590,27 +590,41 @@ pub(crate) fn unscaled(text: &str, scale: i8) -> Option<i256> {
     } else {
         len.saturating_sub(usize::try_from(-shift).ok()?)
     };
-    let ten = i256::from_i128(10);
-    let mut acc = i256::ZERO;
-    for d in digits().take(keep) {
-        acc = acc
-            .checked_mul(ten)?
-            .checked_add(i256::from_i128(i128::from(d - b'0')))?;
-    }
-    if shift > 0 {
-        acc = acc.checked_mul(ten.checked_pow(u32::try_from(shift).ok()?)?)?;
-    } else if shift < 0 && keep < len {
-        // the first dropped digit rounds (when all digits drop with a gap, it is a 0)
-        let dropped = usize::try_from(-shift).ok()?;
-        let first = if dropped <= len {
-            digits().nth(keep)
-        } else {
-            None
-        };
-        if first.is_some_and(|d| d >= b'5') {
-            acc = acc.checked_add(i256::ONE)?;
+    // the first dropped digit rounds (when all digits drop with a gap, it is a 0)
+    let round_up = shift < 0
+        && keep < len
+        && usize::try_from(-shift).is_ok_and(|dropped| dropped <= len)
+        && digits().nth(keep).is_some_and(|d| d >= b'5');
+    // most values fit 38 digits: i128 arithmetic, i256 only past it
+    let narrow = || -> Option<i128> {
+        let mut acc = 0i128;
+        for d in digits().take(keep) {
+            acc = acc.checked_mul(10)?.checked_add(i128::from(d - b'0'))?;
         }
-    }
+        if shift > 0 {
+            acc = acc.checked_mul(10i128.checked_pow(u32::try_from(shift).ok()?)?)?;
+        }
+        acc.checked_add(i128::from(round_up))
+    };
+    let acc = match narrow() {
+        Some(a) => i256::from_i128(a),
+        None => {
+            let ten = i256::from_i128(10);
+            let mut acc = i256::ZERO;
+            for d in digits().take(keep) {
+                acc = acc
+                    .checked_mul(ten)?
+                    .checked_add(i256::from_i128(i128::from(d - b'0')))?;
+            }
+            if shift > 0 {
+                acc = acc.checked_mul(ten.checked_pow(u32::try_from(shift).ok()?)?)?;
+            }
+            if round_up {
+                acc = acc.checked_add(i256::ONE)?;
+            }
+            acc
+        }
+    };
     if neg { acc.checked_neg() } else { Some(acc) }
 }
 

@@ -196,6 +196,13 @@ fn decimal_text_is_exact_and_rounds_half_up() {
             "{text} at {scale}"
         );
     }
+    // past 38 digits the arithmetic goes wide, with the same rounding
+    let big = format!("{}5.5", "9".repeat(44));
+    let want = i256::from_string(&format!("{}6", "9".repeat(44))).unwrap();
+    assert_eq!(unscaled(&big, 0), Some(want));
+    let just_over = format!("{}.45", "1".repeat(38));
+    let want = i256::from_string(&format!("{}5", "1".repeat(38))).unwrap();
+    assert_eq!(unscaled(&just_over, 1), Some(want));
 }
 
 #[test]
