@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
@@ -233,17 +235,7 @@ const V1: &str = r#"{"type":"record","name":"HsuTestEvent","fields":[{"name":"us
 const V2: &str = r#"{"type":"record","name":"HsuTestEvent","fields":[{"name":"user","type":"string"},{"name":"event","type":"string"},{"name":"amount","type":"double"},{"name":"ts","type":"long"},{"name":"country","type":"string","default":"unknown"}]}"#;
 
 fn confluent(id: u32, schema: &str, fields: Vec<(&str, apache_avro::types::Value)>) -> Vec<u8> {
-    let schema = apache_avro::Schema::parse_str(schema).unwrap();
-    let record = apache_avro::types::Value::Record(
-        fields
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-    );
-    let mut out = vec![0];
-    out.extend_from_slice(&id.to_be_bytes());
-    out.extend(apache_avro::to_avro_datum(&schema, record).unwrap());
-    out
+    common::confluent_avro(id, schema, fields)
 }
 
 async fn send_all(topic: &str, partitions: i32, payloads: &[Vec<u8>]) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use spillway_api::{JsonEncoding, JsonFormat};
 
-use super::{BadRecord, FormatError, read_reader_schema, schema_of_id};
+use super::{BadRecord, FormatError, Rows, read_reader_schema, schema_of_id};
 use crate::decode::{JsonDecoder, JsonMode, JsonPlan, split_confluent};
 use crate::registry::RegistryClient;
 
@@ -16,8 +16,7 @@ use crate::registry::RegistryClient;
 pub(super) struct JsonValues<M> {
     encoding: JsonEncoding,
     registry: Option<RegistryClient>,
-    decoder: JsonDecoder,
-    meta: Vec<M>,
+    rows: Rows<JsonDecoder, M>,
 }
 
 impl<M> JsonValues<M> {
@@ -45,8 +44,7 @@ impl<M> JsonValues<M> {
         Ok(Self {
             encoding: json.encoding,
             registry,
-            decoder: JsonDecoder::new(Arc::new(plan), mode),
-            meta: Vec::new(),
+            rows: Rows::new(JsonDecoder::new(Arc::new(plan), mode)),
         })
     }
 
@@ -72,26 +70,16 @@ impl<M> JsonValues<M> {
                 body
             }
         };
-        match self.decoder.push(body) {
-            Ok(()) => {
-                self.meta.push(meta);
-                Ok(Ok(()))
-            }
-            Err(e) => Ok(Err(e.into())),
-        }
+        Ok(self.rows.push(body, meta))
     }
 
     /// Rows decoded since the last [`finish`](Self::finish).
     pub fn len(&self) -> usize {
-        self.meta.len()
+        self.rows.len()
     }
 
     /// The batch of the rows so far and their metadata; `None` when there are none.
     pub fn finish(&mut self) -> Result<Option<(RecordBatch, Vec<M>)>, FormatError> {
-        if self.meta.is_empty() {
-            return Ok(None);
-        }
-        let batch = self.decoder.finish().map_err(FormatError::Finish)?;
-        Ok(Some((batch, std::mem::take(&mut self.meta))))
+        self.rows.finish()
     }
 }

@@ -169,6 +169,66 @@ fn default_subject(
     }
 }
 
+/// A decoder of bodies of one row schema (JSON, Protobuf) and each row's metadata `M`.
+#[derive(Debug)]
+struct Rows<D, M> {
+    decoder: D,
+    meta: Vec<M>,
+}
+
+/// What [`Rows`] needs of a decoder.
+trait BodyDecoder {
+    fn push_body(&mut self, body: &[u8]) -> Result<(), DecodeError>;
+    fn finish_batch(&mut self) -> Result<RecordBatch, DecodeError>;
+}
+
+impl BodyDecoder for crate::decode::JsonDecoder {
+    fn push_body(&mut self, body: &[u8]) -> Result<(), DecodeError> {
+        self.push(body)
+    }
+    fn finish_batch(&mut self) -> Result<RecordBatch, DecodeError> {
+        self.finish()
+    }
+}
+
+impl BodyDecoder for crate::decode::ProtoDecoder {
+    fn push_body(&mut self, body: &[u8]) -> Result<(), DecodeError> {
+        self.push(body)
+    }
+    fn finish_batch(&mut self) -> Result<RecordBatch, DecodeError> {
+        self.finish()
+    }
+}
+
+impl<D: BodyDecoder, M> Rows<D, M> {
+    fn new(decoder: D) -> Self {
+        Self {
+            decoder,
+            meta: Vec::new(),
+        }
+    }
+
+    /// Appends one body with its metadata; `Err(_)` is a bad record (nothing appended).
+    fn push(&mut self, body: &[u8], meta: M) -> Result<(), BadRecord> {
+        self.decoder.push_body(body)?;
+        self.meta.push(meta);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// The batch of the rows so far and their metadata; `None` when there are none.
+    fn finish(&mut self) -> Result<Option<(RecordBatch, Vec<M>)>, FormatError> {
+        if self.meta.is_empty() {
+            return Ok(None);
+        }
+        let batch = self.decoder.finish_batch().map_err(FormatError::Finish)?;
+        Ok(Some((batch, std::mem::take(&mut self.meta))))
+    }
+}
+
 /// The writer schema of a Confluent-framed value's id, or why the record is bad.
 async fn schema_of_id(
     registry: Option<&RegistryClient>,

@@ -10,7 +10,8 @@ use arrow_array::RecordBatch;
 use spillway_api::{DescriptorSetSource, ProtobufEncoding, ProtobufFormat, ReaderSchema};
 
 use super::{
-    BadRecord, FormatError, SCHEMA_MOUNT_DIR, default_subject, read_schema_source, schema_of_id,
+    BadRecord, FormatError, Rows, SCHEMA_MOUNT_DIR, default_subject, read_schema_source,
+    schema_of_id,
 };
 use crate::decode::protobuf::{compile_proto, split_message_indexes};
 use crate::decode::{ProtoDecoder, ProtoFileOutline, ProtoPlan, split_confluent};
@@ -24,12 +25,11 @@ const MAX_REFERENCE_DEPTH: usize = 16;
 pub(super) struct ProtoValues<M> {
     encoding: ProtobufEncoding,
     registry: Option<RegistryClient>,
-    decoder: ProtoDecoder,
+    rows: Rows<ProtoDecoder, M>,
     message: String,
     /// Per writer schema id: its outline, or why it cannot be read.
     writers: HashMap<u32, Result<ProtoFileOutline, String>>,
     indexes: Vec<i32>,
-    meta: Vec<M>,
 }
 
 impl<M> ProtoValues<M> {
@@ -66,11 +66,10 @@ impl<M> ProtoValues<M> {
         Ok(Self {
             encoding: p.encoding,
             registry,
-            decoder: ProtoDecoder::new(Arc::new(plan)),
+            rows: Rows::new(ProtoDecoder::new(Arc::new(plan))),
             message: name.to_string(),
             writers: HashMap::new(),
             indexes: Vec::new(),
-            meta: Vec::new(),
         })
     }
 
@@ -90,13 +89,7 @@ impl<M> ProtoValues<M> {
                 Err(bad) => return Ok(Err(bad)),
             },
         };
-        match self.decoder.push(body) {
-            Ok(()) => {
-                self.meta.push(meta);
-                Ok(Ok(()))
-            }
-            Err(e) => Ok(Err(e.into())),
-        }
+        Ok(self.rows.push(body, meta))
     }
 
     /// The message of a Confluent-framed value, once its id is known to the registry and
@@ -140,16 +133,12 @@ impl<M> ProtoValues<M> {
 
     /// Rows decoded since the last [`finish`](Self::finish).
     pub fn len(&self) -> usize {
-        self.meta.len()
+        self.rows.len()
     }
 
     /// The batch of the rows so far and their metadata; `None` when there are none.
     pub fn finish(&mut self) -> Result<Option<(RecordBatch, Vec<M>)>, FormatError> {
-        if self.meta.is_empty() {
-            return Ok(None);
-        }
-        let batch = self.decoder.finish().map_err(FormatError::Finish)?;
-        Ok(Some((batch, std::mem::take(&mut self.meta))))
+        self.rows.finish()
     }
 }
 
