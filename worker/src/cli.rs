@@ -211,10 +211,14 @@ pub enum BenchCommand {
         /// Arriving batches.
         #[arg(long, default_value_t = 10)]
         batches: u64,
-        /// Also MERGE each batch into a third copy on the key alone, without the
-        /// watermark's partition floor, and print its figures beside.
+        /// Also MERGE each batch into another copy through delta-rs's `merge` on the key
+        /// alone, without the watermark's partition floor, and print its figures beside.
         #[arg(long)]
         plain: bool,
+        /// Also MERGE each batch into another copy through delta-rs's `merge` with the
+        /// same floor (what the sink's own MERGE gains), and print its figures beside.
+        #[arg(long)]
+        delta_rs: bool,
         /// Seed of the batches' mix.
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -438,6 +442,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             batch,
             batches,
             plain,
+            delta_rs,
             seed,
             dir,
         } => {
@@ -448,6 +453,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 batch,
                 batches,
                 plain,
+                delta_rs,
                 dir,
                 seed,
             };

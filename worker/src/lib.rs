@@ -19,8 +19,9 @@
 //!   Protobuf raw or Confluent-framed) into Arrow rows of one schema; bad records come back
 //!   classified.
 //! - [`registry`]: I/O: the Confluent Schema Registry client (cache, auth, retries).
-//! - [`sink`]: I/O: sinks; [`sink::delta`] commits batches with per-partition `txn` actions,
-//!   [`sink::parquet`] with a write-ahead log.
+//! - [`sink`]: I/O: sinks; [`sink::delta`] commits batches with per-partition `txn` actions
+//!   (merging through [`sink::upsert`] in `mode: merge`), [`sink::parquet`] with a
+//!   write-ahead log.
 //! - [`checkpoint`]: I/O: the checkpoint (query id, recent progress) on object storage.
 //! - [`storage`]: pure: object-store options and URL normalisation.
 //! - [`secrets`]: I/O: resolves secret references from the environment; never prints them.

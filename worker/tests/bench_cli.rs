@@ -99,9 +99,11 @@ fn bench_merge_prints_append_and_merge_rates_and_the_ratio() {
         "--batches",
         "2",
         "--plain",
+        "--delta-rs",
     ]);
     assert!(text.contains("ratio merge/append "), "{text}");
     assert!(text.contains("ratio plain/append "), "{text}");
+    assert!(text.contains("ratio delta-rs/append "), "{text}");
     assert!(text.contains("rewritten"), "{text}");
     // Two batch rows, each with the rows it kept (≈90 % of 2,000) and its MERGE figures.
     let rows: Vec<&str> = text

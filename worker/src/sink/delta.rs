@@ -12,6 +12,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 use tracing::{info, warn};
 use url::Url;
 
+use super::upsert::quote;
 use super::{Committed, SinkBatch};
 use crate::source::TopicPartition;
 
@@ -92,6 +93,8 @@ pub struct DeltaSink {
     merge_metrics: BTreeMap<String, String>,
     /// Table properties of a table this sink creates (e.g. `delta.logRetentionDuration`).
     table_properties: BTreeMap<String, String>,
+    /// MERGE through delta-rs's `merge` even where [`super::upsert`] covers the table.
+    delta_rs_merge: bool,
 }
 
 impl std::fmt::Debug for DeltaSink {
@@ -151,6 +154,7 @@ impl DeltaSink {
             merge_floor: None,
             merge_metrics: BTreeMap::new(),
             table_properties: BTreeMap::new(),
+            delta_rs_merge: false,
         })
     }
 
@@ -175,6 +179,13 @@ impl DeltaSink {
     /// Upserts by key instead of appending (`mode: merge`).
     pub fn with_merge(mut self, merge: MergeSettings) -> Self {
         self.merge = Some(merge);
+        self
+    }
+
+    /// MERGEs through delta-rs's `merge` always (`spillway bench merge --plain` compares
+    /// the two; the result is the same).
+    pub fn with_delta_rs_merge(mut self, on: bool) -> Self {
+        self.delta_rs_merge = on;
         self
     }
 
@@ -412,8 +423,6 @@ impl DeltaSink {
         txns: Vec<Transaction>,
     ) -> Result<i64, DeltaTableError> {
         use deltalake::datafusion::prelude::SessionContext;
-        let ctx = SessionContext::new();
-        let source = ctx.read_batch(batch.clone())?;
         let mut predicate = m
             .keys
             .iter()
@@ -427,6 +436,21 @@ impl DeltaSink {
                 floor.replace('\'', "''")
             ));
         }
+        if !self.delta_rs_merge {
+            let upsert = super::upsert::Upsert {
+                settings: m,
+                floor: self.merge_floor.as_ref(),
+                batch,
+                txns: txns.clone(),
+                predicate: predicate.clone(),
+            };
+            if let Some((table, metrics)) = super::upsert::merge(&self.table, upsert).await? {
+                self.table = table;
+                return Ok(self.merged(metrics));
+            }
+        }
+        let ctx = SessionContext::new();
+        let source = ctx.read_batch(batch.clone())?;
         let columns: Vec<String> = batch
             .schema()
             .fields()
@@ -446,10 +470,7 @@ impl DeltaSink {
                 // stored null is replaced by any non-null version, a null never replaces
                 // a value), and on a tie the stored row stays.
                 if let Some(o) = &m.order_by {
-                    u = u.predicate(format!(
-                        "source.{q} > target.{q} OR (target.{q} IS NULL AND source.{q} IS NOT NULL)",
-                        q = quote(o)
-                    ));
+                    u = u.predicate(super::upsert::newer_predicate(o));
                 }
                 for c in &columns {
                     u = u.update(c.as_str(), format!("source.{}", quote(c)));
@@ -464,36 +485,47 @@ impl DeltaSink {
             })?
             .await?;
         self.table = table;
+        Ok(self.merged(super::upsert::UpsertMetrics {
+            inserted: metrics.num_target_rows_inserted as u64,
+            updated: metrics.num_target_rows_updated as u64,
+            copied: metrics.num_target_rows_copied as u64,
+            files_scanned: metrics.num_target_files_scanned as u64,
+            files_skipped: metrics.num_target_files_skipped_during_scan as u64,
+            files_added: metrics.num_target_files_added as u64,
+            files_removed: metrics.num_target_files_removed as u64,
+            probe_ms: metrics.scan_time_ms,
+            write_ms: metrics.rewrite_time_ms,
+        }))
+    }
+
+    /// Logs a MERGE and keeps its metrics for the batch report; the new version.
+    fn merged(&mut self, m: super::upsert::UpsertMetrics) -> i64 {
         let version = self.version().unwrap_or(0);
         info!(
             table = %self.uri,
             version,
-            inserted = metrics.num_target_rows_inserted,
-            updated = metrics.num_target_rows_updated,
-            copied = metrics.num_target_rows_copied,
-            files_scanned = metrics.num_target_files_scanned,
-            files_skipped = metrics.num_target_files_skipped_during_scan,
-            scan_ms = metrics.scan_time_ms,
-            rewrite_ms = metrics.rewrite_time_ms,
-            execution_ms = metrics.execution_time_ms,
+            inserted = m.inserted,
+            updated = m.updated,
+            copied = m.copied,
+            files_scanned = m.files_scanned,
+            files_skipped = m.files_skipped,
+            scan_ms = m.probe_ms,
+            rewrite_ms = m.write_ms,
             "merged batch"
         );
         self.merge_metrics = [
-            ("numTargetRowsInserted", metrics.num_target_rows_inserted),
-            ("numTargetRowsUpdated", metrics.num_target_rows_updated),
-            ("numTargetRowsCopied", metrics.num_target_rows_copied),
-            ("numTargetFilesScanned", metrics.num_target_files_scanned),
-            (
-                "numTargetFilesSkipped",
-                metrics.num_target_files_skipped_during_scan,
-            ),
-            ("numTargetFilesAdded", metrics.num_target_files_added),
-            ("numTargetFilesRemoved", metrics.num_target_files_removed),
+            ("numTargetRowsInserted", m.inserted),
+            ("numTargetRowsUpdated", m.updated),
+            ("numTargetRowsCopied", m.copied),
+            ("numTargetFilesScanned", m.files_scanned),
+            ("numTargetFilesSkipped", m.files_skipped),
+            ("numTargetFilesAdded", m.files_added),
+            ("numTargetFilesRemoved", m.files_removed),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        Ok(version)
+        version
     }
 
     /// The table handle (for reads in tests and the demo summary).
@@ -507,9 +539,4 @@ fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// A SQL identifier, double-quoted.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -4,6 +4,8 @@
 //! - [`parquet`]: I/O: Hive-style Parquet datasets with a write-ahead log and commit
 //!   markers in the checkpoint (exactly once).
 //! - [`merge`]: compute: one row per key within a batch (`mode: merge`).
+//! - [`upsert`]: I/O: the Delta sink's MERGE of that batch into the table (a key probe,
+//!   copy-on-write; delta-rs's `merge` for tables it does not cover).
 //! - [`owner`]: I/O: the file naming the pipeline that owns a sink.
 //! - [`partition_path`]: pure: partition values as directory names, and which cannot be.
 
@@ -12,6 +14,7 @@ pub mod merge;
 pub mod owner;
 pub mod parquet;
 pub mod partition_path;
+pub mod upsert;
 
 use std::collections::BTreeMap;
 

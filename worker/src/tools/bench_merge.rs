@@ -19,8 +19,9 @@
 //! watermark dropped ([`crate::engine::metadata::drop_before`]), then
 //! [`DeltaSink::write`] — one row per key, the MERGE pruned to the partitions at or after
 //! the watermark's date. Side by side, on copies of the same table: the same kept rows
-//! appended (`mode: append`), and optionally the same MERGE without the watermark's floor
-//! (`--plain`: what a MERGE on the key alone scans and rewrites).
+//! appended (`mode: append`), and optionally through delta-rs's `merge`: with the same floor
+//! (`--delta-rs`: what the sink's own MERGE gains) and without it (`--plain`: what a MERGE
+//! on the key alone scans and rewrites).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,8 +94,10 @@ pub struct MergeBenchOptions {
     pub batch: u64,
     /// Arriving batches.
     pub batches: u64,
-    /// Also MERGE without the watermark's floor.
+    /// Also MERGE through delta-rs's `merge` without the watermark's floor.
     pub plain: bool,
+    /// Also MERGE through delta-rs's `merge` with the same floor.
+    pub delta_rs: bool,
     /// Directory of the tables (default: a new temporary directory, removed after).
     pub dir: Option<PathBuf>,
     /// Seed of the batches' mix.
@@ -275,8 +278,10 @@ pub struct BatchFigures {
     pub append: Duration,
     /// The MERGE (pruned by the watermark): its time and Delta's metrics.
     pub merge: (Duration, MergeFigures),
-    /// The MERGE on the key alone (`--plain`).
+    /// delta-rs's MERGE on the key alone (`--plain`).
     pub plain: Option<(Duration, MergeFigures)>,
+    /// delta-rs's MERGE with the same floor (`--delta-rs`).
+    pub delta_rs: Option<(Duration, MergeFigures)>,
 }
 
 /// What one MERGE did, from delta-rs's metrics.
@@ -376,18 +381,22 @@ fn offsets(from: i64, n: u64, expected: Option<i64>) -> OffsetRanges {
     }
 }
 
-async fn merging_sink(url: &url::Url) -> Result<DeltaSink, MergeBenchError> {
+/// A sink merging by `event_id`, newest `event_time` wins: the sink's own MERGE, or
+/// delta-rs's (`delta_rs`).
+async fn merging_sink(url: &url::Url, delta_rs: bool) -> Result<DeltaSink, MergeBenchError> {
     Ok(
         DeltaSink::open(url, Default::default(), "bench", vec!["event_date".into()])
             .await?
             .with_merge(MergeSettings {
                 keys: vec!["event_id".into()],
                 order_by: Some("event_time".into()),
-            }),
+            })
+            .with_delta_rs_merge(delta_rs),
     )
 }
 
-/// Builds the table under `dir/merged`, copies it to `dir/appended` (and `dir/plain`),
+/// Builds the table under `dir/merged`, copies it to `dir/appended` (and `dir/plain`,
+/// `dir/delta-rs`),
 /// then sends every arriving batch to each.
 pub async fn run_in(dir: &Path, o: &MergeBenchOptions) -> Result<MergeReport, MergeBenchError> {
     if o.days < 6 || o.rows < u64::from(o.days) {
@@ -435,7 +444,17 @@ pub async fn run_in(dir: &Path, o: &MergeBenchOptions) -> Result<MergeReport, Me
     } else {
         None
     };
-    let mut merged = merging_sink(&merged_url).await?;
+    let delta_rs_url = if o.delta_rs {
+        copy_dir(&dir.join("merged"), &dir.join("delta-rs"))?;
+        Some(dir_url(&dir.join("delta-rs"))?)
+    } else {
+        None
+    };
+    let mut delta_rs = match &delta_rs_url {
+        Some(u) => Some(merging_sink(u, true).await?),
+        None => None,
+    };
+    let mut merged = merging_sink(&merged_url, false).await?;
     let mut appended = DeltaSink::open(
         &appended_url,
         Default::default(),
@@ -444,7 +463,7 @@ pub async fn run_in(dir: &Path, o: &MergeBenchOptions) -> Result<MergeReport, Me
     )
     .await?;
     let mut plain = match &plain_url {
-        Some(u) => Some(merging_sink(u).await?),
+        Some(u) => Some(merging_sink(u, true).await?),
         None => None,
     };
 
@@ -484,6 +503,14 @@ pub async fn run_in(dir: &Path, o: &MergeBenchOptions) -> Result<MergeReport, Me
             }
             None => None,
         };
+        let delta_rs = match delta_rs.as_mut() {
+            Some(d) => {
+                let t = Instant::now();
+                let c = d.write(batch(Some(watermark))).await?;
+                Some((t.elapsed(), MergeFigures::from_metrics(&c.metrics)))
+            }
+            None => None,
+        };
         next = Some(from + n as i64);
         figures.push(BatchFigures {
             arrived: n,
@@ -491,6 +518,7 @@ pub async fn run_in(dir: &Path, o: &MergeBenchOptions) -> Result<MergeReport, Me
             append,
             merge,
             plain,
+            delta_rs,
         });
     }
     let table_rows = read_sorted(&merged_url)
@@ -577,9 +605,11 @@ pub fn format_merge(r: &MergeReport) -> String {
         r.batches.len(),
         r.batches.first().map_or(0, |b| b.arrived),
     );
+    let with_delta_rs = r.batches.iter().any(|b| b.delta_rs.is_some());
+    let with_plain = r.batches.iter().any(|b| b.plain.is_some());
     let _ = writeln!(
         out,
-        "{:>5} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}{}",
+        "{:>5} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}{}{}",
         "batch",
         "kept",
         "late",
@@ -590,23 +620,42 @@ pub fn format_merge(r: &MergeReport) -> String {
         "rewritten",
         "scanned",
         "skipped",
-        if r.batches.iter().any(|b| b.plain.is_some()) {
+        if with_delta_rs {
+            format!(" {:>10} {:>11}", "delta-rs s", "rewritten")
+        } else {
+            String::new()
+        },
+        if with_plain {
             format!(" {:>9} {:>11} {:>9}", "plain s", "rewritten", "scanned")
         } else {
             String::new()
         },
     );
     let mut kept_total = 0u64;
-    let (mut append, mut merge, mut plain) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut append, mut merge) = (Duration::ZERO, Duration::ZERO);
+    let (mut delta_rs, mut plain) = (Duration::ZERO, Duration::ZERO);
     for (i, b) in r.batches.iter().enumerate() {
         let kept = b.arrived - b.late;
         kept_total += kept;
         append += b.append;
         merge += b.merge.0;
         let m = &b.merge.1;
+        let leg = |leg: &Option<(Duration, MergeFigures)>, total: &mut Duration, scanned: bool| {
+            leg.as_ref().map_or(String::new(), |(d, f)| {
+                *total += *d;
+                let width = if scanned { 9 } else { 10 };
+                let mut cell = format!(" {:>width$.2} {:>11}", d.as_secs_f64(), f.rewritten());
+                if scanned {
+                    let _ = write!(cell, " {:>9}", f.files_scanned);
+                }
+                cell
+            })
+        };
+        let delta_rs_cells = leg(&b.delta_rs, &mut delta_rs, false);
+        let plain_cells = leg(&b.plain, &mut plain, true);
         let _ = writeln!(
             out,
-            "{:>5} {:>8} {:>6} {:>9.2} {:>9.2} {:>9} {:>9} {:>11} {:>9} {:>9}{}",
+            "{:>5} {:>8} {:>6} {:>9.2} {:>9.2} {:>9} {:>9} {:>11} {:>9} {:>9}{}{}",
             i,
             kept,
             b.late,
@@ -617,18 +666,8 @@ pub fn format_merge(r: &MergeReport) -> String {
             m.rewritten(),
             m.files_scanned,
             m.files_skipped,
-            match &b.plain {
-                Some((d, p)) => {
-                    plain += *d;
-                    format!(
-                        " {:>9.2} {:>11} {:>9}",
-                        d.as_secs_f64(),
-                        p.rewritten(),
-                        p.files_scanned
-                    )
-                }
-                None => String::new(),
-            },
+            delta_rs_cells,
+            plain_cells,
         );
     }
     let append_rate = kept_total as f64 / secs(append);
@@ -640,14 +679,19 @@ pub fn format_merge(r: &MergeReport) -> String {
         merge_rate,
         merge_rate / append_rate.max(1e-9),
     );
-    if plain > Duration::ZERO {
-        let plain_rate = kept_total as f64 / secs(plain);
-        let _ = writeln!(
-            out,
-            "plain MERGE (the key alone) {:.0} rows/s: ratio plain/append {:.3}",
-            plain_rate,
-            plain_rate / append_rate.max(1e-9),
-        );
+    for (total, what, name) in [
+        (delta_rs, "delta-rs MERGE (the same floor)", "delta-rs"),
+        (plain, "plain delta-rs MERGE (the key alone)", "plain"),
+    ] {
+        if total > Duration::ZERO {
+            let rate = kept_total as f64 / secs(total);
+            let _ = writeln!(
+                out,
+                "{what} {rate:.0} rows/s: ratio {name}/append {:.3}, merge/{name} {:.1}x",
+                rate / append_rate.max(1e-9),
+                merge_rate / rate.max(1e-9),
+            );
+        }
     }
     let _ = writeln!(out, "rows of the merged table at the end: {}", r.table_rows);
     out
@@ -666,6 +710,7 @@ mod tests {
             batch: 4_000,
             batches: 3,
             plain: true,
+            delta_rs: true,
             dir: None,
             seed: 7,
         }
@@ -730,7 +775,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_pruned_merge_leaves_what_a_plain_merge_and_the_model_leave() {
+    async fn the_pruned_merge_leaves_what_delta_rs_merges_and_the_model_leave() {
         let o = small();
         let dir = std::env::temp_dir().join(format!("bench-merge-{}", uuid::Uuid::new_v4()));
         let report = run_in(&dir, &o).await.unwrap();
@@ -740,15 +785,25 @@ mod tests {
         };
         let merged = state(&read("merged").await);
         let plain = state(&read("plain").await);
+        let delta_rs = state(&read("delta-rs").await);
         let expected = expected_state(&o);
         assert_eq!(merged.len(), expected.len());
         assert_eq!(merged, expected);
         assert_eq!(plain, expected);
+        assert_eq!(delta_rs, expected);
         assert_eq!(report.table_rows, expected.len() as u64);
-        // The floor pruned: the pruned MERGE read fewer files and rewrote fewer rows.
+        // The floor pruned: the pruned MERGEs read fewer files; the sink's own MERGE
+        // rewrote no more stored rows than delta-rs's with the same floor.
         for b in &report.batches {
             let (_, p) = b.plain.as_ref().unwrap();
+            let (_, d) = b.delta_rs.as_ref().unwrap();
             assert!(b.merge.1.files_scanned < p.files_scanned, "{b:?}");
+            assert_eq!(
+                (b.merge.1.inserted, b.merge.1.updated),
+                (d.inserted, d.updated),
+                "{b:?}"
+            );
+            assert!(b.merge.1.rewritten() <= d.rewritten(), "{b:?}");
             assert!(b.merge.1.updated > 0 && b.merge.1.inserted > 0, "{b:?}");
             assert!(b.late > 0, "{b:?}");
         }
