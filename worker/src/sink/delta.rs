@@ -182,8 +182,8 @@ impl DeltaSink {
         self
     }
 
-    /// MERGEs through delta-rs's `merge` always (`spillway bench merge --plain` compares
-    /// the two; the result is the same).
+    /// MERGEs through delta-rs's `merge` always (`spillway bench merge --delta-rs` and
+    /// `--plain` compare it with the sink's own; the result is the same).
     pub fn with_delta_rs_merge(mut self, on: bool) -> Self {
         self.delta_rs_merge = on;
         self

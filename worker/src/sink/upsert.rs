@@ -8,8 +8,9 @@
 //! written again without it. New rows go to files of their own, so a later batch that
 //! updates a stored row rewrites only the files of rewritten rows, not every insert since.
 //! Removes, adds and the `txn` actions are one commit. Tables this does not cover (column
-//! mapping, deletion vectors, change data feed, constraints, generated columns, a batch with
-//! new columns) go through delta-rs's MERGE: [`merge`] returns `None` for them.
+//! mapping, change data feed, constraints, generated columns, deletion vectors in a file it
+//! would read, a batch with new columns) go through delta-rs's MERGE: [`merge`] returns
+//! `None` for them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,14 +85,17 @@ pub async fn merge(
     let started = Instant::now();
     let mut metrics = UpsertMetrics::default();
     let state = table.snapshot()?;
-    let views: Vec<LogicalFileView> = state.log_data().iter().collect();
-    let candidates: Vec<LogicalFileView> = views
+    let log = state.log_data();
+    let candidates: Vec<LogicalFileView> = log.iter().filter(|v| at_or_above(v, u.floor)).collect();
+    // A deletion vector hides rows of its file: only delta-rs's MERGE reads them right.
+    if candidates
         .iter()
-        .filter(|v| at_or_above(v, u.floor))
-        .cloned()
-        .collect();
+        .any(|v| v.deletion_vector_descriptor().is_some())
+    {
+        return Ok(None);
+    }
     metrics.files_scanned = candidates.len() as u64;
-    metrics.files_skipped = (views.len() - candidates.len()) as u64;
+    metrics.files_skipped = (log.num_files() - candidates.len()) as u64;
     let probe = Probe::new(&target, u.settings, u.batch)?;
     let store = table.object_store();
     let probed: Vec<FileMatches> = futures::stream::iter(candidates)
@@ -236,10 +240,6 @@ impl Target {
                 .keys()
                 .any(|k| k.starts_with("delta.constraints."))
             || generated_or_invariant
-            || state
-                .log_data()
-                .iter()
-                .any(|v| v.deletion_vector_descriptor().is_some())
         {
             return Ok(None);
         }
