@@ -95,6 +95,8 @@ pub struct DeltaSink {
     table_properties: BTreeMap<String, String>,
     /// MERGE through delta-rs's `merge` even where [`super::upsert`] covers the table.
     delta_rs_merge: bool,
+    /// The keys of the files earlier MERGEs read or wrote.
+    key_cache: super::upsert::KeyCache,
 }
 
 impl std::fmt::Debug for DeltaSink {
@@ -155,6 +157,7 @@ impl DeltaSink {
             merge_metrics: BTreeMap::new(),
             table_properties: BTreeMap::new(),
             delta_rs_merge: false,
+            key_cache: Default::default(),
         })
     }
 
@@ -444,9 +447,17 @@ impl DeltaSink {
                 txns: txns.clone(),
                 predicate: predicate.clone(),
             };
-            if let Some((table, metrics)) = super::upsert::merge(&self.table, upsert).await? {
-                self.table = table;
-                return Ok(self.merged(metrics));
+            match super::upsert::merge(&self.table, upsert, &mut self.key_cache).await {
+                Ok(Some((table, metrics))) => {
+                    self.table = table;
+                    return Ok(self.merged(metrics));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // The next attempt reads every file again.
+                    self.key_cache = Default::default();
+                    return Err(e);
+                }
             }
         }
         let ctx = SessionContext::new();
@@ -490,6 +501,7 @@ impl DeltaSink {
             updated: metrics.num_target_rows_updated as u64,
             copied: metrics.num_target_rows_copied as u64,
             files_scanned: metrics.num_target_files_scanned as u64,
+            files_cached: 0,
             files_skipped: metrics.num_target_files_skipped_during_scan as u64,
             files_added: metrics.num_target_files_added as u64,
             files_removed: metrics.num_target_files_removed as u64,
@@ -509,6 +521,7 @@ impl DeltaSink {
             copied = m.copied,
             files_scanned = m.files_scanned,
             files_skipped = m.files_skipped,
+            files_cached = m.files_cached,
             scan_ms = m.probe_ms,
             rewrite_ms = m.write_ms,
             "merged batch"
@@ -519,6 +532,7 @@ impl DeltaSink {
             ("numTargetRowsCopied", m.copied),
             ("numTargetFilesScanned", m.files_scanned),
             ("numTargetFilesSkipped", m.files_skipped),
+            ("numTargetFilesKeysCached", m.files_cached),
             ("numTargetFilesAdded", m.files_added),
             ("numTargetFilesRemoved", m.files_removed),
         ]

@@ -7,20 +7,23 @@
 //! one hash lookup per stored row; only files holding a row to update are read whole and
 //! written again without it. New rows go to files of their own, so a later batch that
 //! updates a stored row rewrites only the files of rewritten rows, not every insert since.
-//! Removes, adds and the `txn` actions are one commit. Tables this does not cover (column
-//! mapping, change data feed, constraints, generated columns, deletion vectors in a file it
-//! would read, a batch with new columns) go through delta-rs's MERGE: [`merge`] returns
-//! `None` for them.
+//! Removes, adds and the `txn` actions are one commit. Files are probed, and written, on
+//! tasks of their own (both cores). A data file never changes, so the keys a MERGE read of
+//! a file, or wrote into one, are kept for the next batches ([`KeyCache`]): in steady state
+//! the probe reads nothing. Tables this does not cover (column mapping, change data feed,
+//! constraints, generated columns, deletion vectors in a file it would read, a batch with
+//! new columns) go through delta-rs's MERGE: [`merge`] returns `None` for them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array};
+use arrow_buffer::NullBuffer;
 use arrow_row::{RowConverter, Rows, SortField};
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::{DataType, Schema, SchemaRef};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, LogicalFileView, Transaction};
+use deltalake::kernel::{Action, Add, LogicalFileView, Transaction};
 use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::protocol::{DeltaOperation, MergePredicate};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
@@ -32,8 +35,11 @@ use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 
 use super::delta::MergeSettings;
 
-/// Files probed at once.
-const READ_CONCURRENCY: usize = 4;
+/// Files probed, or written, at once.
+const CONCURRENCY: usize = 4;
+
+/// Bytes of keys a [`KeyCache`] holds at most; the files past it are read each batch.
+const KEY_CACHE_BYTES: usize = 128 << 20;
 
 /// What one MERGE did, in Delta's metric names' terms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,6 +52,8 @@ pub struct UpsertMetrics {
     pub copied: u64,
     /// Files probed (at or above the floor).
     pub files_scanned: u64,
+    /// Files probed by the keys kept from an earlier batch, without reading them.
+    pub files_cached: u64,
     /// Files not read (below the floor).
     pub files_skipped: u64,
     /// Files added.
@@ -73,11 +81,52 @@ pub struct Upsert<'a> {
     pub predicate: String,
 }
 
+/// The key and ordering columns of data files, by path, as earlier MERGEs read or wrote
+/// them. Holds only files at or above the floor, and at most [`KEY_CACHE_BYTES`].
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    /// The columns and types the keys were encoded as: other ones empty the cache.
+    fields: Vec<(String, DataType)>,
+    files: HashMap<String, Arc<StoredKeys>>,
+    bytes: usize,
+}
+
+impl KeyCache {
+    /// Keeps the files of `live` only, and empties the cache if `fields` differ.
+    fn prepare(&mut self, fields: Vec<(String, DataType)>, live: &HashSet<String>) {
+        if self.fields != fields {
+            *self = Self {
+                fields,
+                ..Self::default()
+            };
+        }
+        let bytes = &mut self.bytes;
+        self.files.retain(|path, keys| {
+            let keep = live.contains(path);
+            if !keep {
+                *bytes -= keys.size();
+            }
+            keep
+        });
+    }
+
+    fn insert(&mut self, path: String, keys: Arc<StoredKeys>) {
+        let size = keys.size();
+        if self.files.contains_key(&path) || self.bytes + size > KEY_CACHE_BYTES {
+            return;
+        }
+        self.bytes += size;
+        self.files.insert(path, keys);
+    }
+}
+
 /// Merges `u.batch` into `table`: the table after the commit and what it did, or `None`
-/// when the table or the batch needs delta-rs's MERGE (see the module).
+/// when the table or the batch needs delta-rs's MERGE (see the module). `cache` holds the
+/// keys of files read or written by earlier MERGEs of this table.
 pub async fn merge(
     table: &DeltaTable,
     u: Upsert<'_>,
+    cache: &mut KeyCache,
 ) -> Result<Option<(DeltaTable, UpsertMetrics)>, DeltaTableError> {
     let Some(target) = Target::eligible(table, u.batch)? else {
         return Ok(None);
@@ -97,16 +146,35 @@ pub async fn merge(
     metrics.files_scanned = candidates.len() as u64;
     metrics.files_skipped = (log.num_files() - candidates.len()) as u64;
     let probe = Probe::new(&target, u.settings, u.batch)?;
-    let store = table.object_store();
-    let probed: Vec<FileMatches> = futures::stream::iter(candidates)
-        .map(|view| probe.file(&target, store.clone(), view))
-        .buffered(READ_CONCURRENCY)
+    let live: HashSet<String> = candidates.iter().map(|v| v.path().into_owned()).collect();
+    cache.prepare(probe.fields.clone(), &live);
+    let shared = Arc::new(Shared {
+        target,
+        probe,
+        store: table.object_store(),
+    });
+    let jobs: Vec<_> = candidates
+        .into_iter()
+        .map(|view| {
+            let cached = cache.files.get(view.path().as_ref()).cloned();
+            (view, cached)
+        })
+        .collect();
+    let probed: Vec<FileMatches> = futures::stream::iter(jobs)
+        .map(|(view, cached)| spawned(tokio::spawn(probe_file(shared.clone(), view, cached))))
+        .buffered(CONCURRENCY)
         .try_collect()
         .await?;
+    for file in &probed {
+        match &file.read {
+            Some(keys) => cache.insert(file.view.path().into_owned(), keys.clone()),
+            None => metrics.files_cached += 1,
+        }
+    }
     metrics.probe_ms = started.elapsed().as_millis() as u64;
 
     let written = Instant::now();
-    let mut actions = rewrite(table, &target, store, u.batch, &probed, &mut metrics).await?;
+    let mut actions = rewrite(table, &shared, u.batch, probed, &mut metrics, cache).await?;
     metrics.write_ms = written.elapsed().as_millis() as u64;
     actions.extend(u.txns.into_iter().map(Action::Txn));
     let operation = DeltaOperation::Merge {
@@ -134,60 +202,162 @@ pub async fn merge(
     Ok(Some((after, metrics)))
 }
 
-/// Writes the files of a MERGE: each file with a row to update again without it, beside the
-/// updated rows, and the inserted rows in files of their own. The adds and removes.
+/// A task's result, its failure (a panic included) an error of the MERGE.
+async fn spawned<T>(
+    task: tokio::task::JoinHandle<Result<T, DeltaTableError>>,
+) -> Result<T, DeltaTableError> {
+    task.await
+        .map_err(|e| DeltaTableError::Generic(format!("merge task: {e}")))?
+}
+
+/// What the MERGE's tasks share.
+struct Shared {
+    target: Target,
+    probe: Probe,
+    store: Arc<dyn ObjectStore>,
+}
+
+/// Writes the files of a MERGE, each on a task of its own: each file with a row to update
+/// again without it, the updated rows in a file of their own beside, and the inserted rows
+/// in another. The adds and removes; the keys of the files written go into `cache`.
 async fn rewrite(
     table: &DeltaTable,
-    target: &Target,
-    store: Arc<dyn ObjectStore>,
+    shared: &Arc<Shared>,
     batch: &RecordBatch,
-    probed: &[FileMatches],
+    probed: Vec<FileMatches>,
     metrics: &mut UpsertMetrics,
+    cache: &mut KeyCache,
 ) -> Result<Vec<Action>, DeltaTableError> {
     let mut matched = vec![false; batch.num_rows()];
-    let mut writer = RecordBatchWriter::for_table(table)?;
-    let mut removes = Vec::new();
     let mut updates: Vec<u32> = Vec::new();
+    let mut jobs = Vec::new();
     for file in probed {
         for &s in &file.matched {
             matched[s as usize] = true;
         }
-        if file.updated.is_empty() {
-            continue;
+        if !file.updated.is_empty() {
+            updates.extend(&file.updated);
+            jobs.push(Job::File(file));
         }
-        // The stored rows stay but the updated ones, which the batch's versions replace.
-        let whole = target
-            .read(store.clone(), &file.view, &target.all_columns())
-            .await?;
-        let mut keep = vec![true; whole.num_rows()];
-        for &(t, s) in &file.updated {
-            keep[t as usize] = false;
-            updates.push(s);
-        }
-        let kept = arrow_select::filter::filter_record_batch(&whole, &BooleanArray::from(keep))?;
-        metrics.updated += file.updated.len() as u64;
-        metrics.copied += kept.num_rows() as u64;
-        if kept.num_rows() > 0 {
-            writer.write(kept).await?;
-        }
-        removes.push(Action::Remove(file.view.remove_action(true)));
     }
     let inserts: Vec<u32> = (0..batch.num_rows() as u32)
         .filter(|&i| !matched[i as usize])
         .collect();
     metrics.inserted = inserts.len() as u64;
-    // Updates beside the rewritten rows; new rows in files of their own (see the module).
-    let mut adds = Vec::new();
+    // Updates and new rows in files of their own (see the module), one partition each, so
+    // that each file's keys are known.
     for rows in [updates, inserts] {
-        if !rows.is_empty() {
-            let taken = arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))?;
-            writer.write(taken).await?;
+        for part in shared.target.by_partition(batch, rows)? {
+            jobs.push(Job::Rows(arrow_select::take::take_record_batch(
+                batch,
+                &UInt32Array::from(part),
+            )?));
         }
-        adds.extend(writer.flush().await?);
     }
-    metrics.files_added = adds.len() as u64;
-    metrics.files_removed = removes.len() as u64;
-    Ok(adds.into_iter().map(Action::Add).chain(removes).collect())
+    let writers = jobs
+        .into_iter()
+        .map(|job| Ok((job, RecordBatchWriter::for_table(table)?)))
+        .collect::<Result<Vec<_>, DeltaTableError>>()?;
+    let done: Vec<Written> = futures::stream::iter(writers)
+        .map(|(job, writer)| spawned(tokio::spawn(write_job(shared.clone(), job, writer))))
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut actions = Vec::new();
+    for w in done {
+        metrics.updated += w.updated;
+        metrics.copied += w.copied;
+        metrics.files_added += w.adds.len() as u64;
+        // A file's keys are known when it holds exactly the rows written.
+        if let ([add], Some(keys)) = (w.adds.as_slice(), w.keys) {
+            cache.insert(add.path.clone(), keys);
+        }
+        actions.extend(w.adds.into_iter().map(Action::Add));
+        if let Some(remove) = w.remove {
+            metrics.files_removed += 1;
+            actions.push(remove);
+        }
+    }
+    Ok(actions)
+}
+
+/// One file a MERGE writes.
+enum Job {
+    /// A stored file with rows to update, written again without them.
+    File(FileMatches),
+    /// Rows of the batch.
+    Rows(RecordBatch),
+}
+
+/// What writing one [`Job`] did.
+struct Written {
+    adds: Vec<Add>,
+    remove: Option<Action>,
+    /// The keys of the rows written.
+    keys: Option<Arc<StoredKeys>>,
+    updated: u64,
+    copied: u64,
+}
+
+async fn write_job(
+    shared: Arc<Shared>,
+    job: Job,
+    mut writer: RecordBatchWriter,
+) -> Result<Written, DeltaTableError> {
+    let (rows, remove, updated) = match job {
+        Job::Rows(rows) => (rows, None, 0),
+        Job::File(file) => {
+            let whole = shared
+                .target
+                .read(
+                    shared.store.clone(),
+                    &file.view,
+                    &shared.target.all_columns(),
+                )
+                .await?;
+            // The rows decided again on the file as read, in its order: the probe (maybe
+            // from kept keys) said which batch rows replace stored ones, as a multiset.
+            let keys = shared.probe.keys_of(&shared.target, &whole)?;
+            let (_, replaced) = shared.probe.matches(&keys);
+            let mut decided: Vec<u32> = replaced.iter().map(|&(_, s)| s).collect();
+            let mut expected = file.updated.clone();
+            decided.sort_unstable();
+            expected.sort_unstable();
+            if decided != expected {
+                return Err(DeltaTableError::Generic(format!(
+                    "merge: the kept keys of {} are not the file's",
+                    file.view.path()
+                )));
+            }
+            let mut keep = vec![true; whole.num_rows()];
+            for &(t, _) in &replaced {
+                keep[t as usize] = false;
+            }
+            let kept =
+                arrow_select::filter::filter_record_batch(&whole, &BooleanArray::from(keep))?;
+            let remove = Action::Remove(file.view.remove_action(true));
+            (kept, Some(remove), replaced.len() as u64)
+        }
+    };
+    let copied = if remove.is_some() {
+        rows.num_rows() as u64
+    } else {
+        0
+    };
+    let keys = if rows.num_rows() > 0 {
+        let keys = shared.probe.keys_of(&shared.target, &rows)?;
+        writer.write(rows).await?;
+        Some(Arc::new(keys))
+    } else {
+        None
+    };
+    Ok(Written {
+        adds: writer.flush().await?,
+        remove,
+        keys,
+        updated,
+        copied,
+    })
 }
 
 /// `source.o > target.o OR (target.o IS NULL AND source.o IS NOT NULL)`: when a batch row
@@ -266,6 +436,64 @@ impl Target {
             .collect()
     }
 
+    /// `rows` of `batch` grouped by their partition values, in order.
+    fn by_partition(
+        &self,
+        batch: &RecordBatch,
+        rows: Vec<u32>,
+    ) -> Result<Vec<Vec<u32>>, DeltaTableError> {
+        if self.partition_columns.is_empty() || rows.is_empty() {
+            return Ok(if rows.is_empty() { vec![] } else { vec![rows] });
+        }
+        let (_, _, values) = self.rows(batch, &self.partition_columns)?;
+        let mut groups: Vec<Vec<u32>> = Vec::new();
+        let mut index: HashMap<&[u8], usize> = HashMap::new();
+        for r in rows {
+            let group = *index
+                .entry(values.row(r as usize).data())
+                .or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+            groups[group].push(r);
+        }
+        Ok(groups)
+    }
+
+    /// Columns `names` of `batch` as the table's types, a converter of them to rows, and
+    /// their rows.
+    fn rows(
+        &self,
+        batch: &RecordBatch,
+        names: &[String],
+    ) -> Result<(Vec<ArrayRef>, RowConverter, Rows), DeltaTableError> {
+        let columns = names
+            .iter()
+            .map(|c| self.column(batch, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let converter = RowConverter::new(
+            columns
+                .iter()
+                .map(|a| SortField::new(a.data_type().clone()))
+                .collect(),
+        )?;
+        let rows = converter.convert_columns(&columns)?;
+        Ok((columns, converter, rows))
+    }
+
+    /// Column `name` of `batch` as the table's type.
+    fn column(&self, batch: &RecordBatch, name: &str) -> Result<ArrayRef, DeltaTableError> {
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            DeltaTableError::Generic(format!("merge column {name:?} not in the batch"))
+        })?;
+        let to = self.schema.field_with_name(name)?.data_type();
+        Ok(if column.data_type() == to {
+            column.clone()
+        } else {
+            arrow_cast::cast(column, to)?
+        })
+    }
+
     /// The `columns` of one data file, as the table's types, in the file's row order:
     /// partition columns from the file's partition values, columns the file predates null.
     async fn read(
@@ -327,7 +555,8 @@ impl Target {
 
 /// The batch's keys, hashed, and its ordering column, as the table's types.
 struct Probe {
-    columns: Vec<String>,
+    /// The key columns, then the ordering column, with the table's types.
+    fields: Vec<(String, DataType)>,
     keys: RowConverter,
     order: Option<RowConverter>,
     /// Key → batch row (rows with a null key match nothing, as `=` in SQL).
@@ -335,13 +564,31 @@ struct Probe {
     batch_order: Option<Rows>,
 }
 
+/// The key and ordering values of one file's rows, in an order of their own (a file's
+/// rows are decided again on the file itself before it is rewritten).
+#[derive(Debug)]
+pub struct StoredKeys {
+    keys: Rows,
+    order: Option<Rows>,
+    /// Rows with a null in their key, which match nothing.
+    null_keys: Option<NullBuffer>,
+}
+
+impl StoredKeys {
+    fn size(&self) -> usize {
+        self.keys.size() + self.order.as_ref().map_or(0, Rows::size)
+    }
+}
+
 /// What probing one file found.
 struct FileMatches {
     view: LogicalFileView,
     /// Batch rows a stored row of this file matched.
     matched: Vec<u32>,
-    /// `(stored row, batch row)` for each stored row the batch's version replaces.
-    updated: Vec<(u32, u32)>,
+    /// The batch row of each stored row its version replaces.
+    updated: Vec<u32>,
+    /// The file's keys, when they were read (not kept from an earlier batch).
+    read: Option<Arc<StoredKeys>>,
 }
 
 impl Probe {
@@ -350,38 +597,23 @@ impl Probe {
         settings: &MergeSettings,
         batch: &RecordBatch,
     ) -> Result<Self, DeltaTableError> {
-        let as_table = |name: &str| -> Result<ArrayRef, DeltaTableError> {
-            let column = batch.column_by_name(name).ok_or_else(|| {
-                DeltaTableError::Generic(format!("merge column {name:?} not in the batch"))
-            })?;
-            let to = target.schema.field_with_name(name)?.data_type();
-            Ok(if column.data_type() == to {
-                column.clone()
-            } else {
-                arrow_cast::cast(column, to)?
-            })
-        };
-        let key_arrays = settings
-            .keys
-            .iter()
-            .map(|k| as_table(k))
-            .collect::<Result<Vec<_>, _>>()?;
-        let keys = RowConverter::new(
-            key_arrays
-                .iter()
-                .map(|a| SortField::new(a.data_type().clone()))
-                .collect(),
-        )?;
-        let rows = keys.convert_columns(&key_arrays)?;
+        let (key_arrays, keys, rows) = target.rows(batch, &settings.keys)?;
         let mut by_key = HashMap::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             if key_arrays.iter().all(|a| a.is_valid(i)) {
                 by_key.insert(Box::from(rows.row(i).as_ref()), i as u32);
             }
         }
+        let mut fields: Vec<(String, DataType)> = settings
+            .keys
+            .iter()
+            .cloned()
+            .zip(key_arrays.iter().map(|a| a.data_type().clone()))
+            .collect();
         let (order, batch_order) = match &settings.order_by {
             Some(o) => {
-                let a = as_table(o)?;
+                let a = target.column(batch, o)?;
+                fields.push((o.clone(), a.data_type().clone()));
                 // Ascending, nulls first: "newer" is "greater", and a null is older than
                 // any value — the SQL predicate of [`newer_predicate`] exactly.
                 let converter = RowConverter::new(vec![SortField::new(a.data_type().clone())])?;
@@ -390,10 +622,8 @@ impl Probe {
             }
             None => (None, None),
         };
-        let mut columns = settings.keys.clone();
-        columns.extend(settings.order_by.iter().cloned());
         Ok(Self {
-            columns,
+            fields,
             keys,
             order,
             by_key,
@@ -401,32 +631,52 @@ impl Probe {
         })
     }
 
-    /// Reads a file's key and ordering columns and finds its matches.
-    async fn file(
+    fn n_keys(&self) -> usize {
+        self.fields.len() - usize::from(self.order.is_some())
+    }
+
+    /// The key and ordering values of `stored`'s rows (columns by name, cast to the table's
+    /// types).
+    fn keys_of(
         &self,
         target: &Target,
-        store: Arc<dyn ObjectStore>,
-        view: LogicalFileView,
-    ) -> Result<FileMatches, DeltaTableError> {
-        let stored = target.read(store, &view, &self.columns).await?;
-        let n_keys = self.columns.len() - usize::from(self.order.is_some());
-        let key_arrays: Vec<ArrayRef> = stored.columns()[..n_keys].to_vec();
-        let rows = self.keys.convert_columns(&key_arrays)?;
-        let stored_order = match &self.order {
-            Some(c) => Some(c.convert_columns(&stored.columns()[n_keys..])?),
-            None => None,
-        };
+        stored: &RecordBatch,
+    ) -> Result<StoredKeys, DeltaTableError> {
+        let arrays = self
+            .fields
+            .iter()
+            .map(|(name, _)| target.column(stored, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (key_arrays, order_array) = arrays.split_at(self.n_keys());
+        let null_keys = key_arrays
+            .iter()
+            .fold(None, |nulls: Option<NullBuffer>, a| {
+                NullBuffer::union(nulls.as_ref(), a.logical_nulls().as_ref())
+            });
+        Ok(StoredKeys {
+            keys: self.keys.convert_columns(key_arrays)?,
+            order: match &self.order {
+                Some(c) => Some(c.convert_columns(order_array)?),
+                None => None,
+            },
+            null_keys,
+        })
+    }
+
+    /// The batch rows the stored rows match, and `(stored row, batch row)` for each stored
+    /// row the batch's version replaces.
+    fn matches(&self, stored: &StoredKeys) -> (Vec<u32>, Vec<(u32, u32)>) {
         let mut matched = Vec::new();
         let mut updated = Vec::new();
-        for t in 0..stored.num_rows() {
-            if key_arrays.iter().any(|a| a.is_null(t)) {
+        for t in 0..stored.keys.num_rows() {
+            if stored.null_keys.as_ref().is_some_and(|n| n.is_null(t)) {
                 continue;
             }
-            let Some(&s) = self.by_key.get(rows.row(t).as_ref()) else {
+            let Some(&s) = self.by_key.get(stored.keys.row(t).as_ref()) else {
                 continue;
             };
             matched.push(s);
-            let newer = match (&self.batch_order, &stored_order) {
+            let newer = match (&self.batch_order, &stored.order) {
                 (Some(b), Some(st)) => b.row(s as usize) > st.row(t),
                 _ => true,
             };
@@ -434,12 +684,37 @@ impl Probe {
                 updated.push((t as u32, s));
             }
         }
-        Ok(FileMatches {
-            view,
-            matched,
-            updated,
-        })
+        (matched, updated)
     }
+}
+
+/// Probes one file by its kept keys, or reads its key and ordering columns.
+async fn probe_file(
+    shared: Arc<Shared>,
+    view: LogicalFileView,
+    cached: Option<Arc<StoredKeys>>,
+) -> Result<FileMatches, DeltaTableError> {
+    let (keys, read) = match cached {
+        Some(keys) => (keys, false),
+        None => {
+            let columns: Vec<String> = shared.probe.fields.iter().map(|(n, _)| n.clone()).collect();
+            let stored = shared
+                .target
+                .read(shared.store.clone(), &view, &columns)
+                .await?;
+            (
+                Arc::new(shared.probe.keys_of(&shared.target, &stored)?),
+                true,
+            )
+        }
+    };
+    let (matched, updated) = shared.probe.matches(&keys);
+    Ok(FileMatches {
+        view,
+        matched,
+        updated: updated.into_iter().map(|(_, s)| s).collect(),
+        read: read.then_some(keys),
+    })
 }
 
 #[cfg(test)]
@@ -539,7 +814,8 @@ mod tests {
     }
 
     /// Both MERGEs, on the cases a key join has: a stored duplicate key, a stored null
-    /// `orderBy`, an older version arriving, null keys, a new key, a floor.
+    /// `orderBy`, an older version arriving, null keys, a new key, a floor; then a second
+    /// batch on what the first wrote.
     #[tokio::test]
     async fn leaves_what_delta_rs_merge_leaves() {
         let stored = batch(&[
@@ -599,21 +875,52 @@ mod tests {
                 .map(m);
                 assert_eq!(got, ["3", "1", "3", "4", "1", "2"]);
             }
+            // A second MERGE: `b`'s two stored versions both replaced, `e`'s older version
+            // matched but not newer, `g`'s stored row above the floor replaced. This module's
+            // MERGE probes every file by the keys the first one read or wrote.
+            let again = batch(&[
+                (Some("a"), Some(7), 20, 12),
+                (Some("b"), Some(8), 21, 13),
+                (Some("e"), Some(5), 22, 11),
+                (Some("h"), Some(1), 23, 12),
+                (Some("g"), Some(3), 24, 12),
+            ]);
+            let r = at(4, Some(3));
+            let committed = s
+                .write(crate::sink::SinkBatch {
+                    rows: Some(again),
+                    ranges: r,
+                    watermark_ms: Some(10 * 86_400_000),
+                })
+                .await
+                .unwrap();
+            if !delta_rs {
+                let m = |k: &str| committed.metrics[k].clone();
+                assert_eq!(m("numTargetRowsUpdated"), "4");
+                assert_eq!(m("numTargetRowsInserted"), "1");
+                assert_eq!(
+                    m("numTargetFilesKeysCached"),
+                    m("numTargetFilesScanned"),
+                    "{:?}",
+                    committed.metrics
+                );
+            }
             results.push(rows(&s).await);
             std::fs::remove_dir_all(&dir).unwrap();
         }
         let s = |x: &str| Some(x.to_string());
         let expected = vec![
-            (s("b"), Some(7), 3, 11),
             (s("g"), Some(1), 7, 1),
-            (s("a"), Some(6), 10, 12),
-            (s("b"), Some(6), 11, 12),
             (s("c"), Some(1), 12, 11),
             (None, Some(1), 5, 10),
             (s("e"), Some(9), 6, 11),
             (None, Some(2), 14, 10),
             (s("f"), Some(1), 15, 12),
-            (s("g"), Some(2), 16, 12),
+            (s("a"), Some(7), 20, 12),
+            (s("b"), Some(8), 21, 13),
+            (s("b"), Some(8), 21, 13),
+            (s("h"), Some(1), 23, 12),
+            (s("g"), Some(3), 24, 12),
         ];
         let mut want = expected;
         want.sort_by_key(|r| r.2);

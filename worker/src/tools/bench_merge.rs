@@ -297,6 +297,8 @@ pub struct MergeFigures {
     pub files_scanned: u64,
     /// Files pruned.
     pub files_skipped: u64,
+    /// Files probed by the keys an earlier MERGE read or wrote (not read again).
+    pub files_cached: u64,
 }
 
 impl MergeFigures {
@@ -308,6 +310,7 @@ impl MergeFigures {
             copied: get("numTargetRowsCopied"),
             files_scanned: get("numTargetFilesScanned"),
             files_skipped: get("numTargetFilesSkipped"),
+            files_cached: get("numTargetFilesKeysCached"),
         }
     }
 
@@ -609,7 +612,7 @@ pub fn format_merge(r: &MergeReport) -> String {
     let with_plain = r.batches.iter().any(|b| b.plain.is_some());
     let _ = writeln!(
         out,
-        "{:>5} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}{}{}",
+        "{:>5} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>7}{}{}",
         "batch",
         "kept",
         "late",
@@ -620,6 +623,7 @@ pub fn format_merge(r: &MergeReport) -> String {
         "rewritten",
         "scanned",
         "skipped",
+        "cached",
         if with_delta_rs {
             format!(" {:>10} {:>11}", "delta-rs s", "rewritten")
         } else {
@@ -655,7 +659,7 @@ pub fn format_merge(r: &MergeReport) -> String {
         let plain_cells = leg(&b.plain, &mut plain, true);
         let _ = writeln!(
             out,
-            "{:>5} {:>8} {:>6} {:>9.2} {:>9.2} {:>9} {:>9} {:>11} {:>9} {:>9}{}{}",
+            "{:>5} {:>8} {:>6} {:>9.2} {:>9.2} {:>9} {:>9} {:>11} {:>9} {:>9} {:>7}{}{}",
             i,
             kept,
             b.late,
@@ -666,6 +670,7 @@ pub fn format_merge(r: &MergeReport) -> String {
             m.rewritten(),
             m.files_scanned,
             m.files_skipped,
+            m.files_cached,
             delta_rs_cells,
             plain_cells,
         );
@@ -794,7 +799,14 @@ mod tests {
         assert_eq!(report.table_rows, expected.len() as u64);
         // The floor pruned: the pruned MERGEs read fewer files; the sink's own MERGE
         // rewrote no more stored rows than delta-rs's with the same floor.
-        for b in &report.batches {
+        for (i, b) in report.batches.iter().enumerate() {
+            // After the first, every file is probed by the keys kept from the MERGE before.
+            let m = &b.merge.1;
+            assert_eq!(
+                m.files_cached,
+                if i == 0 { 0 } else { m.files_scanned },
+                "{b:?}"
+            );
             let (_, p) = b.plain.as_ref().unwrap();
             let (_, d) = b.delta_rs.as_ref().unwrap();
             assert!(b.merge.1.files_scanned < p.files_scanned, "{b:?}");
