@@ -412,7 +412,8 @@ impl DeltaSink {
             .build(Some(state), self.table.log_store(), operation)
             .await?;
         let version = commit.version() as i64;
-        self.table.update_state().await?;
+        // The commit's own state, not the log read again.
+        self.table.state = Some(commit.snapshot);
         info!(table = %self.uri, version, "committed positions (no rows)");
         Ok(version)
     }

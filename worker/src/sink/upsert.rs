@@ -193,12 +193,13 @@ pub async fn merge(
         }],
         not_matched_by_source_predicates: vec![],
     };
-    CommitBuilder::from(CommitProperties::default())
+    let commit = CommitBuilder::from(CommitProperties::default())
         .with_actions(actions)
         .build(Some(state), table.log_store(), operation)
         .await?;
+    // The commit's own state, not the log read again.
     let mut after = table.clone();
-    after.update_state().await?;
+    after.state = Some(commit.snapshot);
     Ok(Some((after, metrics)))
 }
 
@@ -560,7 +561,7 @@ struct Probe {
     keys: RowConverter,
     order: Option<RowConverter>,
     /// Key → batch row (rows with a null key match nothing, as `=` in SQL).
-    by_key: HashMap<Box<[u8]>, u32>,
+    by_key: HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>,
     batch_order: Option<Rows>,
 }
 
@@ -598,7 +599,7 @@ impl Probe {
         batch: &RecordBatch,
     ) -> Result<Self, DeltaTableError> {
         let (key_arrays, keys, rows) = target.rows(batch, &settings.keys)?;
-        let mut by_key = HashMap::with_capacity(batch.num_rows());
+        let mut by_key = HashMap::with_capacity_and_hasher(batch.num_rows(), Default::default());
         for i in 0..batch.num_rows() {
             if key_arrays.iter().all(|a| a.is_valid(i)) {
                 by_key.insert(Box::from(rows.row(i).as_ref()), i as u32);
